@@ -1,0 +1,21 @@
+/*  actors/ops_internal.h — the persister's side of ops.h: the connection an
+ *  operation runs on, with its prepared-statement cache. */
+#ifndef PARLEY_OPS_INTERNAL_H
+#define PARLEY_OPS_INTERNAL_H
+
+#include <czmq.h>
+#include <libpq-fe.h>
+
+struct op_conn_t {
+    PGconn *pg;
+    zhashx_t *statements;   /* SQL text -> prepared statement name */
+    int next_statement;
+    char sqlstate[8];       /* of the last failed statement        */
+};
+
+void op_conn_init (op_conn_t *self);
+/* Closes the connection and forgets its prepared statements. */
+void op_conn_reset (op_conn_t *self);
+void op_conn_fini (op_conn_t *self);
+
+#endif

@@ -1,0 +1,310 @@
+/*  actors/persister.c — PostgreSQL, group commit, operation dispatch.
+ *  State: one PGconn and its prepared-statement cache (op_conn_t). */
+#include "persister.h"
+#include "log.h"
+#include "migrate.h"
+#include "ops.h"
+#include "ops_internal.h"
+
+#define PERSISTER_PROBE_MS 1000
+
+typedef struct {
+    op_conn_t conn;
+    bool healthy;              /* last probe or batch succeeded */
+    bool reported;             /* health sent at least once     */
+} persister_t;
+
+/* --- connection ----------------------------------------------------------- */
+
+static int
+s_connect (actor_t *self, persister_t *p, char *error, size_t error_size)
+{
+    op_conn_reset (&p->conn);
+    p->conn.pg = PQconnectdb (actor_config (self)->pg_dsn);
+    if (PQstatus (p->conn.pg) != CONNECTION_OK) {
+        snprintf (error, error_size, "cannot connect to PostgreSQL (pg_dsn): %s",
+                  PQerrorMessage (p->conn.pg));
+        char *nl = strchr (error, '\n');
+        if (nl)
+            *nl = '\0';
+        PQfinish (p->conn.pg);
+        p->conn.pg = NULL;
+        return -1;
+    }
+    PGresult *res = PQexec (p->conn.pg, "SET TIME ZONE 'UTC'");
+    PQclear (res);
+    return 0;
+}
+
+static void
+s_report_health (actor_t *self, persister_t *p, bool ok, const char *detail)
+{
+    if (actor_index (self) != 0 || (p->reported && p->healthy == ok))
+        return;
+    p->healthy = ok;
+    p->reported = true;
+    envelope_t *env = envelope_new (ENVELOPE_HEALTH);
+    envelope_set_body (env, json_pack ("{s:s s:b s:s}", "store", "postgresql",
+                                       "ok", ok, "detail", detail ? detail : ""));
+    actor_send_gateways (self, env);
+    envelope_destroy (&env);
+    if (ok)
+        log_info (actor_name (self), "PostgreSQL is reachable");
+    else
+        log_warn (actor_name (self), "PostgreSQL is unreachable: %s", detail);
+}
+
+static int
+s_start (actor_t *self, char *error, size_t error_size)
+{
+    persister_t *p = calloc (1, sizeof *p);
+    if (!p)
+        return -1;
+    op_conn_init (&p->conn);
+    actor_set_state (self, p);
+    if (s_connect (self, p, error, error_size) != 0)
+        return -1;
+    if (actor_index (self) == 0) {
+        int applied = migrate_apply (p->conn.pg, error, error_size);
+        if (applied < 0)
+            return -1;
+        log_info (actor_name (self), "schema up to date (%d migration(s) applied)", applied);
+    }
+    s_report_health (self, p, true, NULL);
+    return 0;
+}
+
+static void
+s_stop (actor_t *self)
+{
+    persister_t *p = actor_state (self);
+    if (!p)
+        return;
+    op_conn_reset (&p->conn);
+    op_conn_fini (&p->conn);
+    free (p);
+    actor_set_state (self, NULL);
+}
+
+/* Probes the connection when idle; reconnects when it broke. */
+static void
+s_tick (actor_t *self)
+{
+    persister_t *p = actor_state (self);
+    char error[512] = "";
+    if (!p->conn.pg || PQstatus (p->conn.pg) != CONNECTION_OK) {
+        if (s_connect (self, p, error, sizeof error) != 0) {
+            s_report_health (self, p, false, error);
+            return;
+        }
+    }
+    PGresult *res = PQexec (p->conn.pg, "SELECT 1");
+    bool ok = PQresultStatus (res) == PGRES_TUPLES_OK;
+    PQclear (res);
+    if (!ok && PQstatus (p->conn.pg) != CONNECTION_OK) {
+        snprintf (error, sizeof error, "%s", PQerrorMessage (p->conn.pg));
+        op_conn_reset (&p->conn);
+    }
+    s_report_health (self, p, ok, error);
+}
+
+/* --- one batch ------------------------------------------------------------ */
+
+static bool
+s_exec_simple (persister_t *p, const char *sql)
+{
+    PGresult *res = PQexec (p->conn.pg, sql);
+    bool ok = PQresultStatus (res) == PGRES_COMMAND_OK;
+    PQclear (res);
+    return ok;
+}
+
+/* Fills op from a request envelope; false when the envelope is unusable. */
+static bool
+s_op_from_envelope (actor_t *self, persister_t *p, envelope_t *env, op_t *op)
+{
+    json_t *b = env->body;
+    *op = (op_t) {
+        .conn = &p->conn,
+        .config = actor_config (self),
+        .name = json_string_value (json_object_get (b, "op")),
+        .method = json_string_value (json_object_get (b, "method")),
+        .path = json_string_value (json_object_get (b, "path")),
+        .base = json_string_value (json_object_get (b, "base")),
+        .params = json_object_get (b, "params"),
+        .query = json_object_get (b, "query"),
+        .body = json_object_get (b, "body"),
+        .auth = json_object_get (b, "auth"),
+        .status = 500,
+    };
+    if (!op->base)
+        op->base = "";
+    if (json_is_null (op->body))
+        op->body = NULL;
+    return op->name && op->method && op->path;
+}
+
+/* Resolves the caller from a JWT subject or a session cookie. */
+static int
+s_authenticate (op_t *op, const op_def_t *def)
+{
+    const char *user = json_string_value (json_object_get (op->auth, "user"));
+    const char *session = json_string_value (json_object_get (op->auth, "session"));
+    if (user && op_is_uuid (user))
+        snprintf (op->user_id, sizeof op->user_id, "%s", user);
+    else if (session) {
+        const char *params[] = { session };
+        int found = op_query_text (op,
+            "SELECT user_id FROM sessions WHERE id = $1 AND revoked_at IS NULL"
+            " AND expires_at > now()", 1, params, op->user_id, sizeof op->user_id);
+        if (found < 0)
+            return -1;
+    }
+    if (!op->user_id[0] && !def->anonymous) {
+        op_detail (op, 401, session ? "Invalid session."
+                                    : "Authentication credentials were not provided.");
+        op_header (op, "WWW-Authenticate", "Bearer realm=\"api\"");
+    }
+    return 0;
+}
+
+/* Runs one operation under its own savepoint. */
+static void
+s_run_op (persister_t *p, op_t *op)
+{
+    const op_def_t *def = ops_lookup (op->name);
+    if (!def) {
+        op_not_found (op);
+        return;
+    }
+    if (!s_exec_simple (p, "SAVEPOINT op")) {
+        op_detail (op, 503, "The database is unavailable; the request was not applied.");
+        return;
+    }
+    int rc = s_authenticate (op, def);
+    if (rc == 0 && op->status == 500)
+        rc = def->fn (op);
+    if (rc < 0) {
+        log_error ("persister", "%s failed: %s", op->name, PQerrorMessage (p->conn.pg));
+        op_detail (op, 503, "The database is unavailable; the request was not applied.");
+    }
+    if (rc < 0 || op->status >= 400) {
+        json_decref (op->events);
+        op->events = NULL;
+        json_decref (op->user_events);
+        op->user_events = NULL;
+        s_exec_simple (p, "ROLLBACK TO SAVEPOINT op");
+    }
+    else
+        s_exec_simple (p, "RELEASE SAVEPOINT op");
+}
+
+/* Sends the committed events of one op to the room shards (and the
+   ephemeral ones to the gateways, which own the sockets). */
+static void
+s_send_events (actor_t *self, op_t *op)
+{
+    int shards = actor_shard_count (actor_config (self), "room");
+    size_t i;
+    json_t *event;
+    json_array_foreach (op->events, i, event) {
+        const char *room = json_string_value (json_object_get (event, "room"));
+        envelope_t *env = envelope_new (ENVELOPE_ROOM_EVENT);
+        snprintf (env->room, sizeof env->room, "%s", room);
+        char *payload = json_dumps (json_object_get (event, "payload"), JSON_COMPACT);
+        envelope_set_body (env, json_pack ("{s:O s:O s:s}",
+            "seq", json_object_get (event, "seq"),
+            "event", json_object_get (event, "type"), "payload", payload));
+        free (payload);
+        char to[48];
+        mailbox_shard_name (to, sizeof to, "room", room, shards);
+        actor_send (self, to, env);
+        envelope_destroy (&env);
+    }
+    json_array_foreach (op->user_events, i, event) {
+        envelope_t *env = envelope_new (ENVELOPE_USER_EVENT);
+        char *payload = json_dumps (json_object_get (event, "payload"), JSON_COMPACT);
+        envelope_set_body (env, json_pack ("{s:O s:s s:O}",
+            "event", json_object_get (event, "type"), "payload", payload,
+            "users", json_object_get (event, "users")));
+        free (payload);
+        actor_send_gateways (self, env);
+        envelope_destroy (&env);
+    }
+}
+
+static void
+s_send_response (actor_t *self, envelope_t *request, op_t *op)
+{
+    envelope_t *env = envelope_new (ENVELOPE_HTTP_RESPONSE);
+    snprintf (env->re, sizeof env->re, "%s", request->id);
+    json_t *body = json_pack ("{s:i}", "status", op->status);
+    if (op->response) {
+        char *text = json_dumps (op->response, JSON_COMPACT | JSON_ENCODE_ANY);
+        json_object_set_new (body, "json", json_string (text ? text : "null"));
+        free (text);
+    }
+    if (op->headers)
+        json_object_set (body, "headers", op->headers);
+    envelope_set_body (env, body);
+    if (request->from[0])
+        actor_send (self, request->from, env);
+    envelope_destroy (&env);
+}
+
+static void
+s_op_free (op_t *op)
+{
+    json_decref (op->response);
+    json_decref (op->headers);
+    json_decref (op->events);
+    json_decref (op->user_events);
+}
+
+static void
+s_handle (actor_t *self, envelope_t **batch, size_t count)
+{
+    persister_t *p = actor_state (self);
+    op_t ops[count];
+    bool usable[count];
+    bool in_tx = p->conn.pg && PQstatus (p->conn.pg) == CONNECTION_OK
+                 && s_exec_simple (p, "BEGIN");
+    for (size_t i = 0; i < count; i++) {
+        usable[i] = batch[i]->type == ENVELOPE_HTTP_REQUEST
+                    && s_op_from_envelope (self, p, batch[i], &ops[i]);
+        if (!usable[i])
+            continue;
+        if (in_tx)
+            s_run_op (p, &ops[i]);
+        else
+            op_detail (&ops[i], 503, "The database is unavailable; the request was not applied.");
+    }
+    bool committed = in_tx && s_exec_simple (p, "COMMIT");
+    if (in_tx && !committed)
+        log_error (actor_name (self), "COMMIT failed: %s", PQerrorMessage (p->conn.pg));
+    for (size_t i = 0; i < count; i++) {
+        if (!usable[i])
+            continue;
+        if (!committed && ops[i].status < 400)
+            op_detail (&ops[i], 503, "The database is unavailable; the request was not applied.");
+        if (committed)
+            s_send_events (self, &ops[i]);
+        s_send_response (self, batch[i], &ops[i]);
+        s_op_free (&ops[i]);
+    }
+    actor_figure_add (self, "batches", 1);
+    if (!committed && p->conn.pg && PQstatus (p->conn.pg) != CONNECTION_OK) {
+        op_conn_reset (&p->conn);
+        s_report_health (self, p, false, "connection lost");
+    }
+}
+
+const actor_def_t persister_actor = {
+    .kind = "persister",
+    .batch_max = 64,
+    .tick_ms = PERSISTER_PROBE_MS,
+    .start = s_start,
+    .handle = s_handle,
+    .tick = s_tick,
+    .stop = s_stop,
+};

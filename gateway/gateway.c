@@ -1,0 +1,259 @@
+/*  gateway/gateway.c — the gateway actor: lws context, request lifecycle,
+ *  answers from the actors. See gateway.h. */
+#include "gateway.h"
+#include "http.h"
+#include "log.h"
+#include "mailbox.h"
+#include "metrics.h"
+#include "routes.h"
+#include "ratelimit.h"
+#include "token.h"
+
+#include <libwebsockets.h>
+
+#define GATEWAY_START_WAIT_MS 30000
+
+/* --- the actor ------------------------------------------------------------ */
+
+static int s_http_callback (struct lws *wsi, enum lws_callback_reasons reason,
+                            void *user, void *in, size_t len);
+static int s_zmq_callback (struct lws *wsi, enum lws_callback_reasons reason,
+                           void *user, void *in, size_t len);
+
+static const struct lws_protocols s_protocols[] = {
+    { "http", s_http_callback, sizeof (gw_session_t), 65536, 0, NULL, 0 },
+    { "parley-zmq", s_zmq_callback, 0, 0, 0, NULL, 0 },
+    { NULL, NULL, 0, 0, 0, NULL, 0 }
+};
+
+typedef struct { int index; const config_t *config; } gateway_args_t;
+
+static gateway_t *
+s_gateway_from (struct lws *wsi)
+{
+    return lws_context_user (lws_get_context (wsi));
+}
+
+#define GATEWAY_SWEEP_US (10 * LWS_US_PER_SEC)
+
+/* Housekeeping every few seconds: idle rate-limit buckets. */
+static void
+s_sweep (lws_sorted_usec_list_t *sul)
+{
+    gateway_t *gw = lws_container_of (sul, gateway_t, sweep);
+    ratelimit_sweep (gw->buckets, gw->config, zclock_mono ());
+    lws_sul_schedule (gw->context, 0, &gw->sweep, s_sweep, GATEWAY_SWEEP_US);
+}
+
+/* Creates the lws context and adopts the inbox and pipe descriptors. */
+static int
+s_gateway_start (gateway_t *gw, char *error, size_t error_size)
+{
+    struct lws_context_creation_info info;
+    memset (&info, 0, sizeof info);
+    info.port = (int) gw->config->http_port;
+    info.iface = gw->config->http_host;
+    info.protocols = s_protocols;
+    info.user = gw;
+    info.max_http_header_data = 16384;
+    info.pt_serv_buf_size = 65536;
+    info.count_threads = 1;
+    info.timeout_secs = 30;
+    info.options = LWS_SERVER_OPTION_VALIDATE_UTF8;
+    if (gw->config->gateway_threads > 1)
+        info.options |= LWS_SERVER_OPTION_ALLOW_LISTEN_SHARE;
+    gw->context = lws_create_context (&info);
+    if (!gw->context) {
+        snprintf (error, error_size,
+                  "cannot listen on %s:%lld (http_host/http_port): address in use or not available",
+                  gw->config->http_host, (long long) gw->config->http_port);
+        return -1;
+    }
+    gw->vhost = lws_get_vhost_by_name (gw->context, "default");
+    zsock_t *socks[2] = { gw->inbox, gw->pipe };
+    for (int i = 0; i < 2; i++) {
+        lws_sock_file_fd_type fd;
+        fd.filefd = dup (zsock_fd (socks[i]));
+        struct lws *raw = lws_adopt_descriptor_vhost (gw->vhost, LWS_ADOPT_RAW_FILE_DESC,
+                                                      fd, "parley-zmq", NULL);
+        if (!raw) {
+            snprintf (error, error_size, "cannot adopt the inbox descriptor");
+            return -1;
+        }
+        lws_set_opaque_user_data (raw, socks[i]);
+    }
+    lws_sul_schedule (gw->context, 0, &gw->sweep, s_sweep, GATEWAY_SWEEP_US);
+    return 0;
+}
+
+static void
+s_gateway_task (zsock_t *pipe, void *args_p)
+{
+    gateway_args_t *args = args_p;
+    gateway_t gw = { .index = args->index, .config = args->config, .pipe = pipe };
+    free (args);
+    snprintf (gw.name, sizeof gw.name, "gateway.%d", gw.index);
+    gw.inbox = mailbox_inbox_new (gw.name);
+    gw.mailbox = mailbox_new ();
+    gw.pending = zhashx_new ();
+    gw.buckets = ratelimit_new ();
+    gw.metrics = metrics_new (gw.name);
+    gw.persisters = (int) gw.config->persister_workers;
+    zsock_signal (pipe, 0);
+
+    /* The START handshake: answer OK once listening, or ERROR why. */
+    char *command = zstr_recv (pipe);
+    char error[512] = "";
+    bool ok = command && streq (command, "START")
+              && s_gateway_start (&gw, error, sizeof error) == 0;
+    zstr_free (&command);
+    if (ok) {
+        zstr_send (pipe, "OK");
+        log_info (gw.name, "serving http://%s:%lld", gw.config->http_host,
+                  (long long) gw.config->http_port);
+        while (!gw.terminated)
+            if (lws_service (gw.context, 0) < 0)
+                break;
+    }
+    else
+        zstr_sendf (pipe, "ERROR %s", error[0] ? error : "gateway failed to start");
+    if (gw.context)
+        lws_context_destroy (gw.context);
+    zhashx_destroy (&gw.pending);
+    zhashx_destroy (&gw.buckets);
+    metrics_destroy (&gw.metrics);
+    mailbox_destroy (&gw.mailbox);
+    zsock_destroy (&gw.inbox);
+    if (!ok) {
+        /* wait for $TERM so zactor_destroy returns */
+        char *term = zstr_recv (pipe);
+        zstr_free (&term);
+    }
+}
+
+zactor_t *
+gateway_spawn (int index, const config_t *config, char *error, size_t error_size)
+{
+    gateway_args_t *args = calloc (1, sizeof *args);
+    if (!args)
+        return NULL;
+    *args = (gateway_args_t) { index, config };
+    zactor_t *actor = zactor_new (s_gateway_task, args);
+    if (!actor)
+        return NULL;
+    zstr_send (actor, "START");
+    zpoller_t *poller = zpoller_new (actor, NULL);
+    char *reply = zpoller_wait (poller, GATEWAY_START_WAIT_MS) ? zstr_recv (actor) : NULL;
+    zpoller_destroy (&poller);
+    if (reply && streq (reply, "OK")) {
+        zstr_free (&reply);
+        return actor;
+    }
+    snprintf (error, error_size, "gateway.%d: %s", index,
+              reply && strncmp (reply, "ERROR ", 6) == 0 ? reply + 6 : "did not start");
+    zstr_free (&reply);
+    zactor_destroy (&actor);
+    return NULL;
+}
+
+/* --- the inbox: answers, health, stats, events ---------------------------- */
+
+static void
+s_on_envelope (gateway_t *gw, envelope_t *env)
+{
+    switch (env->type) {
+    case ENVELOPE_HTTP_RESPONSE:
+        http_on_response (gw, env);
+        break;
+    case ENVELOPE_HEALTH: {
+        const char *store = json_string_value (json_object_get (env->body, "store"));
+        bool ok = json_is_true (json_object_get (env->body, "ok"));
+        if (store && streq (store, "postgresql"))
+            gw->pg_ok = ok;
+        else if (store && streq (store, "redis"))
+            gw->redis_ok = ok;
+        break;
+    }
+    case ENVELOPE_STATS:
+        metrics_actor (gw->metrics, env->body);
+        break;
+    default:
+        break;   /* room and user events reach sockets once /ws/ serves them */
+    }
+}
+
+static void
+s_drain_inbox (gateway_t *gw)
+{
+    envelope_t *env;
+    /* ZMQ_FD is edge-triggered: drain until nothing is left. */
+    while (mailbox_recv (gw->inbox, false, &env)) {
+        if (env)
+            s_on_envelope (gw, env);
+        envelope_destroy (&env);
+    }
+}
+
+static void
+s_drain_pipe (gateway_t *gw)
+{
+    while (zsock_events (gw->pipe) & ZMQ_POLLIN) {
+        char *command = zstr_recv (gw->pipe);
+        if (!command || streq (command, "$TERM")) {
+            gw->terminated = true;
+            lws_cancel_service (gw->context);
+        }
+        zstr_free (&command);
+        if (gw->terminated)
+            break;
+    }
+}
+
+static int
+s_zmq_callback (struct lws *wsi, enum lws_callback_reasons reason, void *user,
+                void *in, size_t len)
+{
+    (void) user, (void) in, (void) len;
+    if (reason == LWS_CALLBACK_RAW_RX_FILE) {
+        gateway_t *gw = s_gateway_from (wsi);
+        zsock_t *sock = lws_get_opaque_user_data (wsi);
+        if (sock == gw->pipe)
+            s_drain_pipe (gw);
+        else
+            s_drain_inbox (gw);
+    }
+    return 0;
+}
+
+/* --- HTTP: a thin switch, each case one function (gateway/http.c) -------- */
+
+static int
+s_http_callback (struct lws *wsi, enum lws_callback_reasons reason, void *user,
+                 void *in, size_t len)
+{
+    gw_session_t *pss = user;
+    switch (reason) {
+    case LWS_CALLBACK_HTTP:
+        return http_on_request (s_gateway_from (wsi), wsi, pss, in);
+    case LWS_CALLBACK_HTTP_BODY:
+        return http_on_body (s_gateway_from (wsi), wsi, pss, in, len);
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+        return http_on_body_complete (s_gateway_from (wsi), wsi, pss);
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        return http_on_writeable (s_gateway_from (wsi), wsi, pss);
+    case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+    case LWS_CALLBACK_CLOSED_HTTP:
+        http_session_free (s_gateway_from (wsi), pss);
+        break;
+    case LWS_CALLBACK_HTTP_BIND_PROTOCOL:
+        metrics_add (s_gateway_from (wsi)->metrics, "http_requests_in_flight", 1);
+        break;
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+        return -1;   /* /ws/ is served once the WebSocket gateway lands */
+    default:
+        break;
+    }
+    if (reason == LWS_CALLBACK_HTTP_DROP_PROTOCOL)
+        metrics_add (s_gateway_from (wsi)->metrics, "http_requests_in_flight", -1);
+    return lws_callback_http_dummy (wsi, reason, user, in, len);
+}

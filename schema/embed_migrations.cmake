@@ -1,0 +1,17 @@
+# Writes OUT: a C file holding every DIR/*.sql, in name order, as
+#   const migration_t migrations_table[] = {{"001_core", "<sql>"}, ..., {NULL, NULL}};
+file (GLOB files "${DIR}/*.sql")
+list (SORT files)
+set (body "/* Generated from schema/migrations by schema/embed_migrations.cmake. */\n#include \"migrate.h\"\n\nconst migration_t migrations_table[] = {\n")
+foreach (f ${files})
+    get_filename_component (name ${f} NAME_WE)
+    file (READ ${f} sql)
+    string (REPLACE "\\" "\\\\" sql "${sql}")
+    string (REPLACE "\"" "\\\"" sql "${sql}")
+    string (REPLACE "\t" "\\t" sql "${sql}")
+    string (REPLACE "\r" "" sql "${sql}")
+    string (REPLACE "\n" "\\n\"\n    \"" sql "${sql}")
+    string (APPEND body "  { \"${name}\",\n    \"${sql}\" },\n")
+endforeach ()
+string (APPEND body "  { 0, 0 }\n};\n")
+file (WRITE ${OUT} "${body}")
