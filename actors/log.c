@@ -29,18 +29,26 @@ log_enabled (log_level_t level)
 }
 
 void
-log_write (log_level_t level, const char *actor, const char *fmt, ...)
+log_timestamp (char *out, size_t size)
 {
-    if (!log_enabled (level))
-        return;
     struct timespec ts;
     clock_gettime (CLOCK_REALTIME, &ts);
     struct tm tm;
     gmtime_r (&ts.tv_sec, &tm);
+    snprintf (out, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
+              tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+              ts.tv_nsec / 1000000);
+}
+
+void
+log_write (log_level_t level, const char *actor, const char *fmt, ...)
+{
+    if (!log_enabled (level))
+        return;
+    char stamp[32];
+    log_timestamp (stamp, sizeof stamp);
     char line[2048];
-    int n = snprintf (line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %-5s %s ",
-                      tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-                      tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000, s_names[level],
+    int n = snprintf (line, sizeof line, "%s %-5s %s ", stamp, s_names[level],
                       actor ? actor : "-");
     va_list ap;
     va_start (ap, fmt);

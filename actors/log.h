@@ -8,6 +8,8 @@
 #ifndef PARLEY_LOG_H
 #define PARLEY_LOG_H
 
+#include <stddef.h>
+
 typedef enum { LOG_LEVEL_ERROR = 0, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG } log_level_t;
 
 /* Sets the level from its name ("error", "warn", "info", "debug");
@@ -16,6 +18,10 @@ int log_set_level (const char *name);
 
 /* True when messages of `level` are written. */
 int log_enabled (log_level_t level);
+
+/* Writes the current UTC time as RFC 3339 with milliseconds
+   ("2026-11-25T12:00:00.123Z") into `out` (at least 25 bytes). */
+void log_timestamp (char *out, size_t size);
 
 /* Writes one line: timestamp, level, the actor (or program) name, message. */
 void log_write (log_level_t level, const char *actor, const char *fmt, ...)

@@ -1,8 +1,8 @@
 /*  actors/parleyd.c — the Parley server: configuration, start-up in order,
  *  signals, shutdown in reverse order.
  *
- *  Start-up: persisters (connect, migrate), presence (Redis), room shards,
- *  bus, then the gateways last, so nothing is accepted before the actors
+ *  Start-up: persisters (connect, migrate), presence (Redis), bus, room and
+ *  user shards, then the gateways last, so nothing is accepted before the actors
  *  behind it are ready. A failure anywhere stops what started and exits 1
  *  with a message naming the cause. SIGINT/SIGTERM stop the gateways first
  *  (no new work), then the rest.
@@ -23,6 +23,7 @@
 #include "presence.h"
 #include "room.h"
 #include "token.h"
+#include "user.h"
 
 #define MAX_ACTORS 512
 
@@ -115,7 +116,8 @@ s_start (parleyd_t *self, const config_t *config)
     if (s_spawn_all (self, &persister_actor, actor_shard_count (config, "persister"), config)
         || s_spawn_all (self, &presence_actor, 1, config)
         || s_spawn_all (self, &bus_actor, 1, config)
-        || s_spawn_all (self, &room_actor, actor_shard_count (config, "room"), config))
+        || s_spawn_all (self, &room_actor, actor_shard_count (config, "room"), config)
+        || s_spawn_all (self, &user_actor, actor_shard_count (config, "user"), config))
         return -1;
     for (int i = 0; i < config->gateway_threads && self->count < MAX_ACTORS; i++) {
         char error[600];

@@ -1,6 +1,7 @@
 /*  gateway/gateway.c — the gateway actor: lws context, request lifecycle,
  *  answers from the actors. See gateway.h. */
 #include "gateway.h"
+#include "actor.h"
 #include "http.h"
 #include "log.h"
 #include "mailbox.h"
@@ -8,6 +9,7 @@
 #include "routes.h"
 #include "ratelimit.h"
 #include "token.h"
+#include "ws.h"
 
 #include <libwebsockets.h>
 
@@ -21,7 +23,9 @@ static int s_zmq_callback (struct lws *wsi, enum lws_callback_reasons reason,
                            void *user, void *in, size_t len);
 
 static const struct lws_protocols s_protocols[] = {
+    /* the first protocol takes HTTP and WebSocket without a subprotocol (JSON) */
     { "http", s_http_callback, sizeof (gw_session_t), 65536, 0, NULL, 0 },
+    { "parley.msgpack", s_http_callback, sizeof (gw_session_t), 65536, 0, NULL, 0 },
     { "parley-zmq", s_zmq_callback, 0, 0, 0, NULL, 0 },
     { NULL, NULL, 0, 0, 0, NULL, 0 }
 };
@@ -34,14 +38,20 @@ s_gateway_from (struct lws *wsi)
     return lws_context_user (lws_get_context (wsi));
 }
 
-#define GATEWAY_SWEEP_US (10 * LWS_US_PER_SEC)
+#define GATEWAY_SWEEP_US (1 * LWS_US_PER_SEC)
 
-/* Housekeeping every few seconds: idle rate-limit buckets. */
+static void s_drain_inbox (gateway_t *gw);
+static void s_drain_pipe (gateway_t *gw);
+
+/* Housekeeping every second: idle rate-limit buckets; and a backstop look
+   at the inbox and pipe, whose ZMQ_FD signals edges only. */
 static void
 s_sweep (lws_sorted_usec_list_t *sul)
 {
     gateway_t *gw = lws_container_of (sul, gateway_t, sweep);
     ratelimit_sweep (gw->buckets, gw->config, zclock_mono ());
+    s_drain_pipe (gw);
+    s_drain_inbox (gw);
     lws_sul_schedule (gw->context, 0, &gw->sweep, s_sweep, GATEWAY_SWEEP_US);
 }
 
@@ -62,6 +72,7 @@ s_gateway_start (gateway_t *gw, char *error, size_t error_size)
     info.options = LWS_SERVER_OPTION_VALIDATE_UTF8;
     if (gw->config->gateway_threads > 1)
         info.options |= LWS_SERVER_OPTION_ALLOW_LISTEN_SHARE;
+    lws_set_log_level (getenv ("PARLEY_LWS_DEBUG") ? 0xff : (LLL_ERR | LLL_WARN), NULL);
     gw->context = lws_create_context (&info);
     if (!gw->context) {
         snprintf (error, error_size,
@@ -98,7 +109,9 @@ s_gateway_task (zsock_t *pipe, void *args_p)
     gw.pending = zhashx_new ();
     gw.buckets = ratelimit_new ();
     gw.metrics = metrics_new (gw.name);
-    gw.persisters = (int) gw.config->persister_workers;
+    gw.persisters = actor_shard_count (gw.config, "persister");
+    gw.users_shards = actor_shard_count (gw.config, "user");
+    ws_indexes_new (&gw);
     zsock_signal (pipe, 0);
 
     /* The START handshake: answer OK once listening, or ERROR why. */
@@ -109,6 +122,9 @@ s_gateway_task (zsock_t *pipe, void *args_p)
     zstr_free (&command);
     if (ok) {
         zstr_send (pipe, "OK");
+        /* ZMQ_FD only signals edges: look once now that the pipe was used */
+        s_drain_pipe (&gw);
+        s_drain_inbox (&gw);
         log_info (gw.name, "serving http://%s:%lld", gw.config->http_host,
                   (long long) gw.config->http_port);
         while (!gw.terminated)
@@ -119,6 +135,7 @@ s_gateway_task (zsock_t *pipe, void *args_p)
         zstr_sendf (pipe, "ERROR %s", error[0] ? error : "gateway failed to start");
     if (gw.context)
         lws_context_destroy (gw.context);
+    ws_indexes_destroy (&gw);
     zhashx_destroy (&gw.pending);
     zhashx_destroy (&gw.buckets);
     metrics_destroy (&gw.metrics);
@@ -163,7 +180,17 @@ s_on_envelope (gateway_t *gw, envelope_t *env)
 {
     switch (env->type) {
     case ENVELOPE_HTTP_RESPONSE:
-        http_on_response (gw, env);
+        if (!ws_on_response (gw, env))
+            http_on_response (gw, env);
+        break;
+    case ENVELOPE_ROOM_EVENT:
+        ws_on_room_event (gw, env);
+        break;
+    case ENVELOPE_ROOM_EPHEMERAL:
+        ws_on_room_ephemeral (gw, env);
+        break;
+    case ENVELOPE_USER_EVENT:
+        ws_on_user_event (gw, env);
         break;
     case ENVELOPE_HEALTH: {
         const char *store = json_string_value (json_object_get (env->body, "store"));
@@ -178,7 +205,7 @@ s_on_envelope (gateway_t *gw, envelope_t *env)
         metrics_actor (gw->metrics, env->body);
         break;
     default:
-        break;   /* room and user events reach sockets once /ws/ serves them */
+        break;
     }
 }
 
@@ -249,7 +276,23 @@ s_http_callback (struct lws *wsi, enum lws_callback_reasons reason, void *user,
         metrics_add (s_gateway_from (wsi)->metrics, "http_requests_in_flight", 1);
         break;
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
-        return -1;   /* /ws/ is served once the WebSocket gateway lands */
+        return ws_on_confirm_upgrade (s_gateway_from (wsi), wsi);
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+        return ws_on_filter (s_gateway_from (wsi), wsi);
+    case LWS_CALLBACK_WSI_DESTROY:
+        ws_on_destroy (wsi);
+        break;
+    case LWS_CALLBACK_ESTABLISHED:
+        return ws_on_established (s_gateway_from (wsi), wsi, pss);
+    case LWS_CALLBACK_RECEIVE:
+        return ws_on_receive (s_gateway_from (wsi), wsi, pss, in, len);
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        return ws_on_writeable (s_gateway_from (wsi), wsi, pss);
+    case LWS_CALLBACK_TIMER:
+        return ws_on_timer (s_gateway_from (wsi), wsi, pss);
+    case LWS_CALLBACK_CLOSED:
+        ws_on_closed (s_gateway_from (wsi), pss);
+        break;
     default:
         break;
     }

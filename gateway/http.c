@@ -342,42 +342,65 @@ s_parse_body (gateway_t *gw, struct lws *wsi, gw_session_t *pss, json_t **out)
 
 /* The key that picks a persister: the room when known, else the caller. */
 static const char *
-s_shard_key (gw_session_t *pss, json_t *body)
+s_shard_key (json_t *params, json_t *body, json_t *auth, const char *fallback)
 {
     const char *key = json_string_value (json_object_get (body, "room"));
     if (!key)
-        key = json_string_value (json_object_get (pss->params, "id"));
+        key = json_string_value (json_object_get (params, "id"));
     if (!key)
-        key = json_string_value (json_object_get (pss->auth, "user"));
-    return key ? key : pss->id;
+        key = json_string_value (json_object_get (auth, "user"));
+    return key ? key : fallback;
+}
+
+int
+http_send_op (gateway_t *gw, const gw_op_request_t *req, char *id, size_t id_size)
+{
+    envelope_t *env = envelope_new (ENVELOPE_HTTP_REQUEST);
+    if (!env)
+        return -1;
+    snprintf (env->from, sizeof env->from, "%s", gw->name);
+    snprintf (id, id_size, "%s", env->id);
+    json_t *params = req->params ? json_incref (req->params) : json_object ();
+    json_t *query = req->query ? json_incref (req->query) : json_object ();
+    json_t *auth = req->auth ? json_incref (req->auth) : json_object ();
+    json_t *request = json_pack ("{s:s s:s s:s s:s s:o s:o s:o}",
+        "op", req->op, "method", req->method, "path", req->path,
+        "base", gw->config->public_url[0] ? gw->config->public_url : req->base,
+        "params", params, "query", query, "auth", auth);
+    if (req->body)
+        json_object_set (request, "body", req->body);
+    envelope_set_body (env, request);
+    char to[48];
+    mailbox_shard_name (to, sizeof to, "persister",
+                        s_shard_key (req->params, req->body, req->auth, env->id),
+                        gw->persisters);
+    int rc = mailbox_send (gw->mailbox, to, env);
+    envelope_destroy (&env);
+    return rc;
+}
+
+void
+http_base_url (gateway_t *gw, struct lws *wsi, char *base, size_t size)
+{
+    char host[256] = "";
+    if (lws_hdr_copy (wsi, host, sizeof host, WSI_TOKEN_HOST) <= 0)
+        snprintf (host, sizeof host, "%s:%lld", gw->config->http_host,
+                  (long long) gw->config->http_port);
+    snprintf (base, size, "http://%s", host);
 }
 
 /* Sends the request to a persister and waits (asynchronously) for its answer. */
 static int
 s_forward (gateway_t *gw, struct lws *wsi, gw_session_t *pss, json_t *body)
 {
-    char host[256] = "";
-    if (lws_hdr_copy (wsi, host, sizeof host, WSI_TOKEN_HOST) <= 0)
-        snprintf (host, sizeof host, "%s:%lld", gw->config->http_host,
-                  (long long) gw->config->http_port);
     char base[300];
-    snprintf (base, sizeof base, "http://%s", host);
-    envelope_t *env = envelope_new (ENVELOPE_HTTP_REQUEST);
-    snprintf (env->from, sizeof env->from, "%s", gw->name);
-    snprintf (pss->id, sizeof pss->id, "%s", env->id);
-    json_t *request = json_pack ("{s:s s:s s:s s:s s:O s:O s:O}",
-        "op", pss->route->op, "method", routes_method_name (pss->method),
-        "path", pss->path, "base", gw->config->public_url[0] ? gw->config->public_url : base,
-        "params", pss->params, "query", pss->query,
-        "auth", pss->auth ? pss->auth : json_object ());
-    if (body)
-        json_object_set (request, "body", body);
-    envelope_set_body (env, request);
-    char to[48];
-    mailbox_shard_name (to, sizeof to, "persister", s_shard_key (pss, body), gw->persisters);
-    int rc = mailbox_send (gw->mailbox, to, env);
-    envelope_destroy (&env);
-    if (rc != 0) {
+    http_base_url (gw, wsi, base, sizeof base);
+    gw_op_request_t req = {
+        .op = pss->route->op, .method = routes_method_name (pss->method),
+        .path = pss->path, .base = base, .params = pss->params, .query = pss->query,
+        .body = body, .auth = pss->auth,
+    };
+    if (http_send_op (gw, &req, pss->id, sizeof pss->id) != 0) {
         pss->id[0] = '\0';
         http_respond_detail (gw, wsi, pss, 503, s_unavailable);
         return 0;
@@ -510,7 +533,7 @@ int
 http_on_body (gateway_t *gw, struct lws *wsi, gw_session_t *pss, const void *data,
               size_t len)
 {
-    if (pss->body_failed)
+    if (pss->body_failed || len == 0)
         return 0;
     if (pss->body_len + len > (size_t) gw->config->body_max) {
         pss->close_after = true;

@@ -28,12 +28,18 @@ typedef struct {
     struct lws_context *context;
     struct lws_vhost *vhost;
     zhashx_t *pending;          /* request id -> struct lws * awaiting its answer */
+    zhashx_t *ws_pending;       /* request id -> ws_request_t (ws.h)              */
+    zhashx_t *conns;            /* connection id -> ws_conn_t                     */
+    zhashx_t *users;            /* user id -> zlistx of ws_conn_t                 */
+    zhashx_t *rooms;            /* room id -> zlistx of ws_conn_t (subscribers)   */
+    uint64_t next_conn;
     metrics_t *metrics;
     zhashx_t *buckets;          /* user id -> rate-limit bucket (ratelimit.h)     */
     bool pg_ok;                 /* last health report of PostgreSQL               */
     bool redis_ok;              /* last health report of Redis                    */
     bool terminated;
     int persisters;
+    int users_shards;
     lws_sorted_usec_list_t sweep;  /* periodic housekeeping timer            */
 } gateway_t;
 
@@ -57,6 +63,7 @@ typedef struct {
     json_t *out_headers;            /* name -> [values]                       */
     const char *content_type;
     bool responding, headers_sent, close_after;
+    struct ws_conn_t *conn;         /* the WebSocket connection, after upgrade */
 } gw_session_t;
 
 int http_on_request (gateway_t *gw, struct lws *wsi, gw_session_t *pss,
@@ -67,6 +74,22 @@ int http_on_body_complete (gateway_t *gw, struct lws *wsi, gw_session_t *pss);
 int http_on_writeable (gateway_t *gw, struct lws *wsi, gw_session_t *pss);
 void http_on_response (gateway_t *gw, envelope_t *env);
 void http_session_free (gateway_t *gw, gw_session_t *pss);
+
+/* An operation for a persister (actors/ops.h), from REST or WebSocket. */
+typedef struct {
+    const char *op;       /* "messages.create"                    */
+    const char *method;   /* "POST"                               */
+    const char *path;     /* for pagination links                 */
+    const char *base;     /* "http://host:port"                   */
+    json_t *params, *query, *body, *auth;   /* borrowed, may be NULL */
+} gw_op_request_t;
+
+/* Sends `req` to the persister that owns its room (or caller); writes the
+   request id (the answer's `re`) into `id`. 0, or -1 when the inbox is full. */
+int http_send_op (gateway_t *gw, const gw_op_request_t *req, char *id, size_t id_size);
+
+/* "http://<Host header>" of the request on `wsi`. */
+void http_base_url (gateway_t *gw, struct lws *wsi, char *base, size_t size);
 
 /* Queues an answer: `body` is copied (may be NULL for none). */
 void http_respond (gateway_t *gw, struct lws *wsi, gw_session_t *pss, int status,

@@ -106,6 +106,12 @@ s_is_uuid (const char *s, size_t len)
     return true;
 }
 
+bool
+routes_is_uuid (const char *s)
+{
+    return s && s_is_uuid (s, strlen (s));
+}
+
 /* Matches `path` against `pattern`, capturing {segments} into `params`. */
 static bool
 s_match (const char *pattern, const char *path, json_t *params)

@@ -9,6 +9,7 @@
 #define PARLEY_ROUTES_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 typedef enum {
@@ -38,6 +39,9 @@ typedef enum { ROUTE_FOUND, ROUTE_NO_PATH, ROUTE_NO_METHOD } route_match_t;
 route_match_t routes_match (gw_method_t method, const char *path,
                             const route_t **route, json_t **params,
                             char *allow, size_t allow_size);
+
+/* True for a canonical UUID string (8-4-4-4-12 hex digits). */
+bool routes_is_uuid (const char *s);
 
 /* "GET" for GW_GET, ... */
 const char *routes_method_name (gw_method_t method);

@@ -261,6 +261,21 @@ s_read_array (s_reader_t *r, uint64_t count, int depth, const uint8_t *at)
     return array;
 }
 
+/* Reads a map key: a string (else MALFORMED) of checked text. */
+static bool
+s_read_key (s_reader_t *r, const char **key, size_t *length)
+{
+    const uint8_t *at = r->p, *tag;
+    if (!s_take (r, 1, &tag))
+        return false;
+    if (!s_str_length (r, *tag, length)) {
+        if (r->err == ENVELOPE_ERR_OK)
+            s_fail (r, ENVELOPE_ERR_MALFORMED, at);
+        return false;
+    }
+    return s_take_text (r, *length, key);
+}
+
 static json_t *
 s_read_map (s_reader_t *r, uint64_t count, int depth, const uint8_t *at)
 {
@@ -268,22 +283,18 @@ s_read_map (s_reader_t *r, uint64_t count, int depth, const uint8_t *at)
         return s_fail (r, ENVELOPE_ERR_TOO_DEEP, at);
     json_t *map = s_made (r, json_object ());
     for (uint64_t i = 0; map && i < count; i++) {
-        const uint8_t *key_at = r->p, *tag;
-        size_t length = 0;
+        const uint8_t *key_at = r->p;
         const char *key = NULL;
+        size_t length = 0;
         json_t *value = NULL;
-        if (!s_take (r, 1, &tag))
-            ;
-        else if (!s_str_length (r, *tag, &length))
-            s_fail (r, ENVELOPE_ERR_MALFORMED, key_at);   /* key not a string */
-        else if (!s_take_text (r, length, &key))
-            ;
-        else if (json_object_getn (map, key, length))
-            s_fail (r, ENVELOPE_ERR_MALFORMED, key_at);   /* duplicate key */
-        else
-            value = s_read_value (r, depth + 1);
+        if (s_read_key (r, &key, &length)) {
+            if (json_object_getn (map, key, length))
+                s_fail (r, ENVELOPE_ERR_MALFORMED, key_at);   /* duplicate key */
+            else
+                value = s_read_value (r, depth + 1);
+        }
         if (!value || json_object_setn_new_nocheck (map, key, length, value) != 0) {
-            s_fail (r, ENVELOPE_ERR_TOO_LARGE, r->p);
+            s_fail (r, ENVELOPE_ERR_TOO_LARGE, r->p);       /* only if not set */
             json_decref (map);
             map = NULL;
         }
@@ -476,13 +487,13 @@ s_pack (s_writer_t *w, const json_t *value, int depth)
             json_t *item;
             rc = msgpack_pack_map (pk, json_object_size (value));
             json_object_keylen_foreach ((json_t *) value, key, key_length, item) {
-                if (rc != 0)
-                    break;
                 if (!s_text_ok ((const uint8_t *) key, key_length))
                     return ENVELOPE_ERR_BAD_UTF8;
-                rc = msgpack_pack_str (pk, key_length)
+                rc = rc || msgpack_pack_str (pk, key_length)
                      || msgpack_pack_str_body (pk, key, key_length);
-                envelope_err_t err = rc ? ENVELOPE_ERR_OK : s_pack (w, item, depth + 1);
+                if (rc != 0)
+                    break;
+                envelope_err_t err = s_pack (w, item, depth + 1);
                 if (err != ENVELOPE_ERR_OK)
                     return err;
             }

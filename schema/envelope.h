@@ -22,16 +22,18 @@
 #define ENVELOPE_MAX_BYTES (2 * 1024 * 1024)  /* a whole encoded envelope   */
 #define ENVELOPE_MAX_DEPTH 32                 /* nesting of maps and arrays */
 #define ENVELOPE_ID_MAX    64                 /* id, re, user, room, from   */
-#define ENVELOPE_STR_MAX   (1024 * 1024)      /* a `str` field of a body     */
-#define ENVELOPE_MAX_VALUES 131072            /* values in one envelope: each
-                                                 costs ~50-250 bytes as JSON */
-/*  Values: every scalar, map and array counts one (map keys do not); more
- *  is ENVELOPE_ERR_TOO_LARGE, which keeps 2 MiB of msgpack from becoming
- *  hundreds of MiB of JSON. Depth: a value given to the generic converters may nest ENVELOPE_MAX_DEPTH
- *  maps and arrays (like a REST JSON body); in an envelope, each body field's
- *  value may, so the envelope map and body map come on top of that.
- *  Strings, everywhere: valid UTF-8 without NUL (what jansson parses by
- *  default), else ENVELOPE_ERR_BAD_UTF8. Duplicate map keys are MALFORMED. */
+#define ENVELOPE_STR_MAX   (1024 * 1024)      /* a `str` field of a body    */
+#define ENVELOPE_MAX_VALUES 131072            /* scalars, maps and arrays  */
+/*  Limits, the same on encode and decode:
+ *  - values: every scalar, map and array counts one (map keys do not); more
+ *    is ENVELOPE_ERR_TOO_LARGE, which keeps 2 MiB of msgpack from becoming
+ *    hundreds of MiB of JSON (an empty map costs ~250 bytes in jansson);
+ *  - depth: a value given to the generic converters may nest
+ *    ENVELOPE_MAX_DEPTH maps and arrays (like a REST JSON body); in an
+ *    envelope each body field's value may, the envelope and body maps
+ *    coming on top;
+ *  - strings: valid UTF-8 without NUL (what jansson parses by default),
+ *    else ENVELOPE_ERR_BAD_UTF8; duplicate map keys are MALFORMED. */
 
 typedef enum {
     ENVELOPE_INVALID = 0,

@@ -274,8 +274,27 @@ s_end_session (op_t *op, const char *sid)
 
 /* --- login ---------------------------------------------------------------- */
 
+/* Re-hashes a correct password stored with other Argon2id limits than the
+   configured ones (as Django upgrades hashes at login). 0 or -1. */
+static int
+s_rehash (op_t *op, const char *user, const char *password, const char *stored)
+{
+    unsigned long long ops = (unsigned long long) op->config->password_ops;
+    size_t mem = (size_t) op->config->password_mem_kib * 1024;
+    if (crypto_pwhash_str_needs_rehash (stored, ops, mem) == 0)
+        return 0;
+    char hash[crypto_pwhash_STRBYTES];
+    if (crypto_pwhash_str (hash, password, strlen (password), ops, mem) != 0)
+        return -1;
+    const char *params[] = { hash, user };
+    return op_command (op, "UPDATE users SET password_hash = $1 WHERE id = $2::uuid",
+                       2, params) == 1 ? 0 : -1;
+}
+
 /* Looks the user up and checks the password: 1 with the id in `user`
-   (TOKEN_ID_SIZE), 0 for wrong credentials, -1 on database failure. */
+   (TOKEN_ID_SIZE), 0 for wrong credentials, -1 on database failure. An
+   unknown username answers faster than a wrong password; register/ tells
+   taken names apart anyway (400), so that reveals nothing more. */
 static int
 s_check_credentials (op_t *op, const char *username, const char *password, char *user)
 {
@@ -287,8 +306,11 @@ s_check_credentials (op_t *op, const char *username, const char *password, char 
     int ok = PQntuples (res) == 1
              && crypto_pwhash_str_verify (PQgetvalue (res, 0, 1), password,
                                           strlen (password)) == 0;
-    if (ok)
+    if (ok) {
         snprintf (user, TOKEN_ID_SIZE, "%s", PQgetvalue (res, 0, 0));
+        if (s_rehash (op, user, password, PQgetvalue (res, 0, 1)) != 0)
+            ok = -1;
+    }
     PQclear (res);
     return ok;
 }

@@ -10,18 +10,41 @@
  *  appends its room event in the same transaction (002_json.sql) and is
  *  recorded with op_room_event for fan-out after COMMIT.
  *
- *  Choices where API.md is silent (see docs/rooms.md):
- *  - PUT is accepted as a partial update, like PATCH.
+ *  Choices where API.md is silent:
+ *  - PUT is accepted as a partial update, like PATCH. An update that changes
+ *    nothing answers 200 and appends no room.updated.
+ *  - name is at most 255 characters and may be empty (direct and ai rooms
+ *    usually have none); max_participants is 2..10 000 (400 naming it).
  *  - create: nonexistent `participants` answer 400 naming the field (DRF's
- *    PrimaryKeyRelatedField), not 404; direct and ai rooms are always
- *    private and hold at most 2.
- *  - add/remove_participant on direct and ai rooms: 400.
- *  - leave: allowed in any room; when the last admin leaves, the
- *    longest-standing member becomes admin (room.updated follows).
+ *    PrimaryKeyRelatedField), not 404; the creator and repeats are dropped
+ *    from the list. Direct and ai rooms are always private (is_private
+ *    false: 400) and hold at most 2 (max_participants is set to 2). An ai
+ *    room ignores `participants`: it holds the caller and the assistant
+ *    (config assistant_username), created on first use with the password
+ *    hash '!', which no password verifies.
+ *  - create direct again: 200 with the existing room; whichever of the two
+ *    had left it is brought back (room.member_joined).
+ *  - image: an attachment id; one that does not exist or that the caller
+ *    can't see (not their upload, not posted in one of their rooms) is 404
+ *    (§0); one whose mime type is not an image's is 400 naming `image`;
+ *    null clears it.
+ *  - add/remove_participant on direct and ai rooms: 400 {"detail"}; a
+ *    nonexistent user: 404; adding a member again: 200, no event.
+ *  - leave: allowed in any room, direct rooms included. When the last admin
+ *    leaves (or removes themself), the longest-standing member becomes
+ *    admin, announced by room.updated after room.member_left. A room whose
+ *    last member left stays: a public one can still be found and joined,
+ *    and who joins an admin-less room becomes its admin (same rule).
  *  - remove_participant cannot remove the room's creator (403), except the
  *    creator removing themself.
- *  - join: an archived public room can still be joined.
- *  - events/: participants only (403 for a visible public room).
+ *  - join: an archived public room can still be joined; a member joining
+ *    again gets 200 and nothing changes.
+ *  - mark_read sends the ephemeral read.receipt to the participants only
+ *    when it created receipts.
+ *  - events/: participants only (403 for a visible public room), since only
+ *    participants receive the room's events live.
+ *  - messages/: ?ordering=seq or the default -seq; ?before_seq/?after_seq;
+ *    other messages/ filters are not offered here.
  */
 #include "ops.h"
 
@@ -403,6 +426,18 @@ s_assistant (op_t *op, char *id, size_t size)
                           id, size) == 1 ? 0 : -1;
 }
 
+/* An ai room's other member is the assistant, whoever else was named. */
+static int
+s_create_ai_members (op_t *op, s_create_t *in)
+{
+    if (s_assistant (op, in->other, sizeof in->other) != 0)
+        return -1;
+    free (in->others);
+    in->others = malloc (strlen (in->other) + 3);
+    sprintf (in->others, "{%s}", in->other);
+    return 1;
+}
+
 /* Checks the participants against the room type and size and settles the
    other members. Returns 1 ok, 0 answered, -1 failure. */
 static int
@@ -435,14 +470,7 @@ s_create_members (op_t *op, s_create_t *in)
         op_field_error (op, "participants", message);
         return 0;
     }
-    if (strcmp (in->type, "ai") == 0) {
-        if (s_assistant (op, in->other, sizeof in->other) != 0)
-            return -1;
-        free (in->others);
-        in->others = malloc (strlen (in->other) + 3);
-        sprintf (in->others, "{%s}", in->other);
-    }
-    return 1;
+    return strcmp (in->type, "ai") == 0 ? s_create_ai_members (op, in) : 1;
 }
 
 /* Inserts the room; for a direct room that already exists between the
@@ -495,7 +523,7 @@ s_create_fill (op_t *op, const s_create_t *in, const char *room)
         return -1;
     if (op_command (op,
             "INSERT INTO room_participants (room_id, user_id, joined_at)"
-            " SELECT $1::uuid, t.u, clock_timestamp () + t.n * interval '1 microsecond'"
+            " SELECT $1::uuid, t.u, (SELECT clock_timestamp ()) + t.n * interval '1 microsecond'"
             "   FROM (SELECT u, min (n) AS n"
             "           FROM unnest ($3::uuid[]) WITH ORDINALITY AS x(u, n)"
             "          WHERE u <> $2::uuid GROUP BY u) t", 3, params) < 0)
@@ -699,7 +727,8 @@ s_join (op_t *op)
         s_room_full (op);
         return 0;
     }
-    if (!room.member && s_add_member (op, room.id, op->user_id) < 0)
+    if (!room.member && (s_add_member (op, room.id, op->user_id) < 0
+                         || s_ensure_admin (op, room.id) != 0))
         return -1;
     return s_reply_room (op, 200, room.id);
 }

@@ -9,9 +9,10 @@ extern const op_def_t ops_rooms[];
 extern const op_def_t ops_messages[];
 extern const op_def_t ops_receipts[];
 extern const op_def_t ops_presence[];
+extern const op_def_t ops_ws[];
 
 static const op_def_t *const s_tables[] = {
-    ops_auth, ops_rooms, ops_messages, ops_receipts, ops_presence, NULL
+    ops_auth, ops_rooms, ops_messages, ops_receipts, ops_presence, ops_ws, NULL
 };
 
 const op_def_t *

@@ -335,6 +335,37 @@ BEGIN
     RETURN s;
 END $$;
 
+-- The event object: the payload's keys plus {type, room, seq, ts}, which
+-- win over the payload's own.
+CREATE FUNCTION parley_event_json(p_room uuid, p_seq bigint, p_type text,
+                                  p_payload jsonb) RETURNS jsonb
+    LANGUAGE sql STABLE AS $$
+    SELECT coalesce(p_payload, '{}'::jsonb)
+        || jsonb_build_object('type', p_type, 'room', p_room, 'seq', p_seq,
+                              'ts', parley_ts(now()))
+$$;
+
+-- Group commit: takes p_count (>= 1) consecutive seqs of p_room at once, in
+-- one row update, and returns the first; the caller must use every one of
+-- first .. first + p_count - 1 (one event each) in this transaction.
+-- Same locking and errors as parley_next_seq.
+CREATE FUNCTION parley_reserve_seqs(p_room uuid, p_count integer) RETURNS bigint
+    LANGUAGE plpgsql AS $$
+DECLARE
+    s bigint;
+BEGIN
+    IF p_count IS NULL OR p_count < 1 THEN
+        RAISE EXCEPTION 'parley: reserve_seqs count must be >= 1, not %', p_count
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    UPDATE rooms SET last_seq = last_seq + p_count WHERE id = p_room
+        RETURNING last_seq - p_count + 1 INTO s;
+    IF s IS NULL THEN
+        RAISE EXCEPTION 'parley: no room %', p_room USING ERRCODE = 'no_data_found';
+    END IF;
+    RETURN s;
+END $$;
+
 -- Stores event p_seq of p_room: {type, room, seq, ts} plus the payload's
 -- keys (e.g. {"message": {...}}); the four envelope keys win over the
 -- payload's. Returns the stored event object.
@@ -344,9 +375,7 @@ CREATE FUNCTION parley_append_event(p_room uuid, p_seq bigint, p_type text,
 DECLARE
     ev jsonb;
 BEGIN
-    ev := coalesce(p_payload, '{}'::jsonb)
-       || jsonb_build_object('type', p_type, 'room', p_room, 'seq', p_seq,
-                             'ts', parley_ts(now()));
+    ev := parley_event_json(p_room, p_seq, p_type, p_payload);
     INSERT INTO room_events (room_id, seq, type, payload, actor_id)
         VALUES (p_room, p_seq, p_type, ev, p_actor);
     RETURN ev;
@@ -382,6 +411,32 @@ BEGIN
                jsonb_build_object('message', parley_message_json(m, NULL, p_base)),
                p_actor);
 END $$;
+
+-- Group commit of new messages: stores the message.new event of every row
+-- in p_msgs (rows just inserted, with seqs from parley_reserve_seqs or
+-- parley_next_seq) in one set-based INSERT — about twice as fast as one
+-- parley_message_event call per row. Returns the stored events, in no
+-- particular order. The whole batch can be one statement:
+--   WITH f AS (SELECT parley_reserve_seqs($room, $n) AS first),
+--        m AS (INSERT INTO messages (room_id, seq, sender_id, content, ...)
+--              SELECT $room, f.first + b.ord - 1, ...
+--                FROM f, unnest($contents, ...) WITH ORDINALITY b(content, ..., ord)
+--              RETURNING *),
+--        r AS (INSERT INTO reads (message_id, user_id, room_id)
+--              SELECT id, sender_id, room_id FROM m)
+--   SELECT ev FROM parley_message_new_events(
+--              (SELECT array_agg(m ORDER BY m.seq) FROM m), $base) AS ev;
+CREATE FUNCTION parley_message_new_events(p_msgs messages[], p_base text)
+    RETURNS SETOF jsonb
+    LANGUAGE sql AS $$
+    INSERT INTO room_events (room_id, seq, type, payload, actor_id)
+    SELECT x.room_id, x.seq, 'message.new',
+           parley_event_json(x.room_id, x.seq, 'message.new',
+               jsonb_build_object('message', parley_message_json(x, NULL, p_base))),
+           x.sender_id
+      FROM unnest(p_msgs) AS x
+    RETURNING payload
+$$;
 
 -- reaction.added / reaction.removed, payload {"reaction": <reaction>}.
 CREATE FUNCTION parley_reaction_event(r reactions, p_type text, p_actor uuid)
