@@ -7,9 +7,11 @@
 file (READ ${IN} hex HEX)
 string (LENGTH "${hex}" hex_length)
 math (EXPR size "${hex_length} / 2")
-# "6f70" -> "0x6f,0x70," with a line break every 16 bytes
+# "6f70" -> "0x6f,0x70," with a line break every 16 bytes (CMake's regex
+# has no {n}: the 16-byte pattern is spelled out)
 string (REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," bytes "${hex}")
-string (REGEX REPLACE "((0x[0-9a-f][0-9a-f],){16})" "\\1\n    " bytes "${bytes}")
+string (REPEAT "0x[0-9a-f][0-9a-f]," 16 line)
+string (REGEX REPLACE "(${line})" "\\1\n    " bytes "${bytes}")
 file (WRITE ${OUT}
     "/* Generated from docs/openapi.yaml by docs/embed_openapi.cmake. */\n"
     "#include \"openapi.h\"\n\n"

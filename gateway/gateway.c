@@ -70,6 +70,10 @@ s_gateway_start (gateway_t *gw, char *error, size_t error_size)
     info.count_threads = 1;
     info.timeout_secs = 30;
     info.options = LWS_SERVER_OPTION_VALIDATE_UTF8;
+    /* an IPv4 address binds an IPv4 socket: an IPv6 one would listen on
+       every interface whatever iface says */
+    if (strchr (gw->config->http_host, ':') == NULL)
+        info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
     if (gw->config->gateway_threads > 1)
         info.options |= LWS_SERVER_OPTION_ALLOW_LISTEN_SHARE;
     lws_set_log_level (getenv ("PARLEY_LWS_DEBUG") ? 0xff : (LLL_ERR | LLL_WARN), NULL);

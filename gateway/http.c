@@ -1,6 +1,7 @@
 /*  gateway/http.c — one REST request from headers to answer. See http.h. */
 #include "http.h"
 #include "log.h"
+#include "openapi.h"
 #include "ratelimit.h"
 #include "token.h"
 
@@ -441,6 +442,9 @@ s_local (gateway_t *gw, struct lws *wsi, gw_session_t *pss)
         http_respond (gw, wsi, pss, 200, "text/plain; version=0.0.4", text, size);
         free (text);
     }
+    else if (streq (op, "schema"))   /* docs/openapi.yaml, compiled in */
+        http_respond (gw, wsi, pss, 200, "application/vnd.oai.openapi",
+                      gateway_openapi_yaml, gateway_openapi_yaml_size);
     else
         http_respond_detail (gw, wsi, pss, 404, "Not found.");
 }

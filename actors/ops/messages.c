@@ -460,6 +460,8 @@ s_find_client_id (op_t *op, const char *client_id)
 
 /* --- sending -------------------------------------------------------------- */
 
+/* The message with its seq and message.new event, and the sender's receipt
+   (the reads trigger raises their last_read_seq), in one statement. */
 #define S_INSERT_SQL                                                               \
     "WITH m AS (INSERT INTO messages (room_id, seq, sender_id, content, message_type," \
     "                                 attachment_id, latitude, longitude, reply_to,"  \
@@ -467,12 +469,12 @@ s_find_client_id (op_t *op, const char *client_id)
     "           VALUES ($1::uuid, parley_next_seq ($1::uuid), $2::uuid, $3, $4,"      \
     "                   $5::uuid, $6::float8, $7::float8, $8::uuid, $9::uuid,"        \
     "                   $10::uuid[], $11)"                                            \
-    "           RETURNING *)"                                                         \
-    "SELECT m.id, m.seq, parley_message_event (m, 'message.new', $12, m.sender_id)"  \
-    "  FROM m"
+    "           RETURNING *),"                                                        \
+    " r AS (INSERT INTO reads (message_id, user_id, room_id)"                         \
+    "       SELECT id, sender_id, room_id FROM m)"                                    \
+    "SELECT m.seq, parley_message_event (m, 'message.new', $12, m.sender_id) FROM m"
 
-/* Inserts the message (its seq and message.new event), the sender's
-   receipt; answers 201. Returns 0, or -1 on failure. */
+/* Inserts the message; answers 201 with it. Returns 0, or -1 on failure. */
 static int
 s_insert (op_t *op, s_draft_t *d)
 {
@@ -484,17 +486,11 @@ s_insert (op_t *op, s_draft_t *d)
     PGresult *res = op_exec (op, S_INSERT_SQL, 12, params);
     if (!res)
         return -1;
-    char id[40];
-    snprintf (id, sizeof id, "%s", PQgetvalue (res, 0, 0));
-    long long seq = strtoll (PQgetvalue (res, 0, 1), NULL, 10);
-    json_t *event = json_loads (PQgetvalue (res, 0, 2), 0, NULL);
+    long long seq = strtoll (PQgetvalue (res, 0, 0), NULL, 10);
+    json_t *event = json_loads (PQgetvalue (res, 0, 1), 0, NULL);
     PQclear (res);
-    const char *receipt[] = { id, op->user_id, d->room };
-    if (!event || op_command (op, "INSERT INTO reads (message_id, user_id, room_id)"
-                                  " VALUES ($1::uuid, $2::uuid, $3::uuid)", 3, receipt) < 0) {
-        json_decref (event);
+    if (!event)
         return -1;
-    }
     op_reply (op, 201, json_incref (json_object_get (event, "message")));
     op_room_event (op, d->room, seq, "message.new", event);
     return 0;
@@ -698,8 +694,8 @@ s_list (op_t *op)
     op_query_string (op, "ordering", &ordering);
     bool ascending = strcmp (ordering, "seq") == 0 || strcmp (ordering, "created_at") == 0;
     const char *order = in_room ? (ascending ? "m.seq" : "m.seq DESC")
-                                : (ascending ? "m.created_at, m.id"
-                                             : "m.created_at DESC, m.id DESC");
+                                : (ascending ? "m.created_at, m.seq, m.id"
+                                             : "m.created_at DESC, m.seq DESC, m.id DESC");
     char count_sql[2400], list_sql[2600];
     snprintf (count_sql, sizeof count_sql, "SELECT count(*) FROM (SELECT $1::uuid AS viewer,"
               " $2::text AS base) arg, messages m WHERE %s", f.where);

