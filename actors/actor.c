@@ -123,7 +123,10 @@ s_send_stats (actor_t *self)
 static void
 s_drain_inbox (actor_t *self)
 {
-    size_t max = self->def->batch_max ? self->def->batch_max : 1;
+    size_t max = self->def->batch_from_config ? (size_t) self->config->group_commit_max
+                                              : self->def->batch_max;
+    if (max == 0)
+        max = 1;
     envelope_t *batch[max];
     size_t count = 0;
     /* Bounded: one batch per wake-up, so the pipe and ticks stay served. */

@@ -24,6 +24,7 @@ typedef struct actor_t actor_t;
 typedef struct {
     const char *kind;      /* "persister", "room", ...: the name prefix      */
     size_t batch_max;      /* most envelopes per handle call (0 means 1)     */
+    bool batch_from_config;/* use the group_commit_max setting instead       */
     int tick_ms;           /* tick period, 0 for none                        */
     /* Opens stores and builds state; 0, or -1 with a message in `error`.   */
     int (*start) (actor_t *self, char *error, size_t error_size);

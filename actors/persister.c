@@ -16,6 +16,17 @@ typedef struct {
 
 /* --- connection ----------------------------------------------------------- */
 
+/* PostgreSQL's notices go through Parley's log, not straight to stderr. */
+static void
+s_notice (void *arg, const char *message)
+{
+    (void) arg;
+    char line[512];
+    snprintf (line, sizeof line, "%s", message);
+    line[strcspn (line, "\n")] = '\0';
+    log_info ("persister", "PostgreSQL: %s", line);
+}
+
 static int
 s_connect (actor_t *self, persister_t *p, char *error, size_t error_size)
 {
@@ -31,6 +42,7 @@ s_connect (actor_t *self, persister_t *p, char *error, size_t error_size)
         p->conn.pg = NULL;
         return -1;
     }
+    PQsetNoticeProcessor (p->conn.pg, s_notice, NULL);
     PGresult *res = PQexec (p->conn.pg, "SET TIME ZONE 'UTC'");
     PQclear (res);
     return 0;
@@ -301,7 +313,7 @@ s_handle (actor_t *self, envelope_t **batch, size_t count)
 
 const actor_def_t persister_actor = {
     .kind = "persister",
-    .batch_max = 64,
+    .batch_from_config = true,
     .tick_ms = PERSISTER_PROBE_MS,
     .start = s_start,
     .handle = s_handle,

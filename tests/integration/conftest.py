@@ -72,7 +72,8 @@ sql (module)
 
 server_factory (function) / module_server_factory (module)
     factory(settings=None, *, database=None, redis_url=None, wait=True,
-    name=None) -> another ParleyServer with its own ports and var dir; on a
+    name=None, wrapper=None) -> another ParleyServer (wrapper: a command
+    prefix such as ["valgrind", ...]) with its own ports and var dir; on a
     fresh database unless database= is given (e.g. server.database to run a
     second node on the module's DB).  Its servers are stopped (exit 0
     asserted) and its own databases dropped at the end of the test (module).
@@ -413,8 +414,10 @@ class _BaseUrlSession(requests.Session):
 class ParleyServer:
     """One parleyd process with its settings, ports, database and var dir."""
 
-    def __init__(self, database, settings=None, redis_url=None, name="parleyd"):
+    def __init__(self, database, settings=None, redis_url=None, name="parleyd",
+                 wrapper=None):
         self.database = database
+        self.wrapper = list(wrapper or [])   # e.g. ["valgrind", "--error-exitcode=9"]
         self.name = _sanitize(name, 40)
         self.var_dir = tempfile.mkdtemp(prefix=f"{self.name}-{os.getpid()}-", dir=_var_root())
         self.log_path = os.path.join(self.var_dir, "parleyd.log")
@@ -510,7 +513,7 @@ class ParleyServer:
         self._stopped_on_purpose = False
         self._torn_down = False
         self.proc = subprocess.Popen(
-            [parleyd_path()], env=_settings_env(self.settings), cwd=self.var_dir,
+            [*self.wrapper, parleyd_path()], env=_settings_env(self.settings), cwd=self.var_dir,
             stdin=subprocess.DEVNULL, stdout=self._log_file, stderr=subprocess.STDOUT)
         if self not in _live_servers:
             _live_servers.append(self)
@@ -782,9 +785,10 @@ class ServerFactory:
         return db
 
     def __call__(self, settings=None, *, database=None, redis_url=None, wait=True,
-                 name=None):
+                 name=None, wrapper=None):
         db = database or self.new_database()
-        srv = ParleyServer(db, settings, redis_url=redis_url, name=name or self.prefix)
+        srv = ParleyServer(db, settings, redis_url=redis_url, name=name or self.prefix,
+                           wrapper=wrapper)
         self.servers.append(srv)
         srv.start(wait=wait, retry_ports=True)
         return srv

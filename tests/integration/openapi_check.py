@@ -30,6 +30,7 @@ the component's name). Formats are checked strictly: `uuid`, `date-time`
 says) and `uri` (an absolute http(s) URL).
 """
 
+import contextlib
 import functools
 import json
 import os
@@ -334,8 +335,24 @@ def _check_detail(method, path, response, expected):
         _fail(what, method, path, response, "405 without an Allow header")
 
 
+_suspended = 0
+
+
 def enabled():
-    return os.environ.get("PARLEY_OPENAPI_CHECK", "1") not in ("0", "false", "no", "off")
+    return _suspended == 0 and \
+        os.environ.get("PARLEY_OPENAPI_CHECK", "1") not in ("0", "false", "no", "off")
+
+
+@contextlib.contextmanager
+def disabled():
+    """Turns the check_response hook off inside a `with` block (for a test
+    that checks, or deliberately breaks, the contract itself)."""
+    global _suspended
+    _suspended += 1
+    try:
+        yield
+    finally:
+        _suspended -= 1
 
 
 def check_response(response, document_path=DOCUMENT_PATH):
