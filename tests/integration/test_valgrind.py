@@ -20,17 +20,19 @@ def _traffic(srv):
     assert room.status_code == 201, room.text
     room_id = room.json()["id"]
 
+    async def next_events(sock):
+        frame = json.loads(await asyncio.wait_for(sock.recv(), 30))
+        return frame if isinstance(frame, list) else [frame]
+
     async def ws():
         async with websockets.connect(srv.ws_url + "?token=" + bob.token) as sock:
-            while json.loads(await asyncio.wait_for(sock.recv(), 30)).get("type") != "ready":
+            while not any(e.get("type") == "ready" for e in await next_events(sock)):
                 pass
             sent = alice.post("/api/messaging/messages/", json={"room": room_id, "content": "hi"})
             assert sent.status_code == 201, sent.text
             deadline = asyncio.get_event_loop().time() + 30
             while asyncio.get_event_loop().time() < deadline:
-                frame = json.loads(await asyncio.wait_for(sock.recv(), 30))
-                events = frame if isinstance(frame, list) else [frame]
-                if any(e.get("type") == "message.new" for e in events):
+                if any(e.get("type") == "message.new" for e in await next_events(sock)):
                     return
             raise AssertionError("message.new never arrived")
 
