@@ -246,6 +246,8 @@ class WSClient:
         ref, cmd = self.command(type_, **fields)
         await self.send(cmd)
         reply = await self.answer(ref, timeout)
+        if type_ == "ping" and expect == "ack":
+            expect = "pong"
         if expect is not None:
             assert reply["type"] == expect, f"{self.name}: {type_} {fields} -> {reply}"
         return reply
