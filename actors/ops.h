@@ -149,6 +149,11 @@ void op_paginated (op_t *op, long long count, long long limit, long long offset,
 int op_list (op_t *op, const char *count_sql, const char *list_sql, int n,
              const char *const *params);
 
+/* Sends the caller's presence (rendered as others see it: invisible shows
+   as offline) as a `presence` event to everyone who shares a room with the
+   caller, and the caller. 0, or -1 when the database failed. */
+int ops_presence_broadcast (op_t *op);
+
 /* Whether the caller is staff (looked up once per op). */
 bool op_is_staff (op_t *op);
 

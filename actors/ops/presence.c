@@ -6,10 +6,10 @@
  *  ones 404. An `invisible` user shows as `offline` to everyone else
  *  (parley_presence_json renders the viewer's view).
  *
- *  For now the presence table is the truth: the live overlay from Redis
- *  (connections, TTLs, grace period) and the `presence` WebSocket event that
- *  should follow a change arrive with the presence actor and the WebSocket
- *  gateway; until then nothing is emitted here. Every change goes through
+ *  The table is the truth, written through on every change: the user shards
+ *  (actors/user.c) move it online/offline as connections come and go, and
+ *  every change is announced as a `presence` event to the people who share
+ *  a room with the user (ops_presence_broadcast). Every change goes through
  *  parley_presence_set (003_presence.sql), which keeps away_since and
  *  last_seen the same way for every path that changes presence.
  */
@@ -149,7 +149,7 @@ s_apply (op_t *op, const presence_input_t *in)
         return 0;
     }
     op_reply (op, 200, record);
-    return 0;
+    return ops_presence_broadcast (op);
 }
 
 /* Reads the body and applies it to the caller's record. */

@@ -130,19 +130,16 @@ s_reaction_remove (op_t *op)
     return 0;
 }
 
-/* Tells the people who share a room with the caller (and the caller) about
-   the caller's presence; an invisible user's change reaches only them. */
-static int
-s_presence_event (op_t *op)
+int
+ops_presence_broadcast (op_t *op)
 {
     const char *params[] = { op->user_id };
     json_t *result = op_query_json (op,
         "SELECT json_build_object("
         "  'presence', parley_presence_json(p, NULL),"
-        "  'users', CASE WHEN p.status = 'invisible' THEN json_build_array(p.user_id)"
-        "   ELSE (SELECT json_agg(DISTINCT o.user_id) FROM room_participants m"
-        "          JOIN room_participants o ON o.room_id = m.room_id"
-        "         WHERE m.user_id = p.user_id) END,"
+        "  'users', (SELECT json_agg(DISTINCT o.user_id) FROM room_participants m"
+        "             JOIN room_participants o ON o.room_id = m.room_id"
+        "            WHERE m.user_id = p.user_id),"
         "  'ts', parley_ts(now()))"
         "  FROM presence p WHERE p.user_id = $1::uuid", 1, params);
     if (!result)
@@ -178,7 +175,7 @@ s_presence_online (op_t *op)
     bool went_online = PQntuples (res) > 0;
     PQclear (res);
     op_reply (op, 200, json_pack ("{s:b}", "changed", went_online));
-    return went_online ? s_presence_event (op) : 0;
+    return went_online ? ops_presence_broadcast (op) : 0;
 }
 
 /* The user's last connection has been gone for the grace period. */
@@ -199,7 +196,7 @@ s_presence_offline (op_t *op)
     bool went_offline = PQntuples (res) > 0;
     PQclear (res);
     op_reply (op, 200, json_pack ("{s:b}", "changed", went_offline));
-    return went_offline ? s_presence_event (op) : 0;
+    return went_offline ? ops_presence_broadcast (op) : 0;
 }
 
 const op_def_t ops_ws[] = {

@@ -20,7 +20,12 @@ and URL from response.request and is lenient only where the document cannot
 speak: OPTIONS (200 `{}` on every path), `/ws/` (WebSocket), and paths or
 methods the document does not list — those must answer 404 (no such path) or
 405 (no such method) with a `{"detail": ...}` body. Set PARLEY_OPENAPI_CHECK=0
-to turn the hook off.
+to turn the hook off (or `with openapi_check.disabled():` around requests
+that are meant to break it).
+
+validate_schema(name, value) checks any value against components/schemas/
+<name> — for WebSocket payloads: validate_schema("RoomEvent", event),
+validate_schema("Message", ack["message"]).
 
 The document is OpenAPI 3.0; its schemas become JSON Schema (draft 7) here:
 `nullable: true` becomes `type: [X, "null"]` (or `anyOf` with null), OpenAPI-
@@ -312,6 +317,27 @@ def validate_response(method, path, response, document_path=DOCUMENT_PATH):
             _fail(what, method, path, response, f"required header {name} is missing")
     _check_body(what, method, path, response, document_path, op.template, status_key,
                 documented.get("content") or {})
+
+
+@functools.lru_cache(maxsize=None)
+def _component_validator(document_path, name):
+    document = load_document(document_path)
+    schema = to_json_schema(document, {"$ref": f"#/components/schemas/{name}"})
+    return jsonschema.Draft7Validator(schema, format_checker=FORMAT_CHECKER)
+
+
+def validate_schema(name, instance, document_path=DOCUMENT_PATH):
+    """Validates `instance` against components/schemas/<name> — e.g. the
+    payloads of WebSocket events: validate_schema("Message", ack["message"]),
+    validate_schema("RoomEvent", event). Raises AssertionError."""
+    validator = _component_validator(document_path, name)
+    errors = sorted(validator.iter_errors(instance), key=jsonschema.exceptions.relevance)
+    if errors:
+        lines = [f"  - at {'/'.join(str(p) for p in e.absolute_path) or '(top)'}: {e.message}"
+                 for e in errors[:8]]
+        text = json.dumps(instance)
+        raise AssertionError(f"OpenAPI contract (docs/openapi.yaml): not a valid {name}:\n"
+                             + "\n".join(lines) + f"\n  value: {text[:600]}")
 
 
 def _check_detail(method, path, response, expected):
