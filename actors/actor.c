@@ -216,6 +216,12 @@ s_actor_task (zsock_t *pipe, void *args_p)
             for (int i = 0; i < self.watched_count; i++)
                 if (self.watched[i] == which)
                     self.readers[i] (&self, which);
+        /* zpoller_wait names the first ready socket only: a busy inbox
+           must not starve the watched sockets (the bus's inject). */
+        if (which == self.inbox && self.started)
+            for (int i = 0; i < self.watched_count; i++)
+                if (zsock_events (self.watched[i]) & ZMQ_POLLIN)
+                    self.readers[i] (&self, self.watched[i]);
         now = s_now_ms ();
         if (self.started && self.def->tick_ms && now >= next_tick) {
             self.def->tick (&self);

@@ -92,6 +92,40 @@ s_check_endpoint (const char *value)
                ? NULL : "must be a ZeroMQ endpoint: tcp://, ipc:// or inproc://";
 }
 
+/* A Z85 CURVE key: 40 characters of the Z85 alphabet (32 bytes). */
+static bool
+s_is_z85_key (const char *value, size_t length)
+{
+    static const char alphabet[] = "0123456789abcdefghijklmnopqrstuvwxyz"
+                                   "ABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#";
+    if (length != 40)
+        return false;
+    for (size_t i = 0; i < length; i++)
+        if (!value[i] || !strchr (alphabet, value[i]))
+            return false;
+    return true;
+}
+
+static const char *
+s_check_curve_key (const char *value)
+{
+    return !value[0] || s_is_z85_key (value, strlen (value))
+               ? NULL : "must be a Z85 CURVE key (40 characters) or empty";
+}
+
+static const char *
+s_check_curve_keys (const char *value)
+{
+    for (const char *p = value; *p; ) {
+        p += strspn (p, " ,");
+        size_t length = strcspn (p, " ,");
+        if (length && !s_is_z85_key (p, length))
+            return "must be Z85 CURVE public keys (40 characters), separated by commas";
+        p += length;
+    }
+    return NULL;
+}
+
 static const struct {
     size_t offset;
     s_check_fn *check;
@@ -103,12 +137,15 @@ static const struct {
     { offsetof (config_t, smtp_url), s_check_smtp_url, false },
     { offsetof (config_t, inject_endpoint), s_check_endpoint, true },
     { offsetof (config_t, events_endpoint), s_check_endpoint, true },
+    { offsetof (config_t, curve_secret_key), s_check_curve_key, false },
+    { offsetof (config_t, curve_allowed_clients), s_check_curve_keys, true },
 };
 
 /* Settings whose values config_print never shows. */
 static const size_t s_secrets[] = {
     offsetof (config_t, jwt_secret),
     offsetof (config_t, metrics_token),
+    offsetof (config_t, curve_secret_key),
 };
 
 /* --- helpers -------------------------------------------------------------- */

@@ -30,6 +30,8 @@
     X (public_url,         STR,  "",      0, 0,     "base URL for links in events; request Host when empty") \
     X (inject_endpoint,    STR,  "tcp://127.0.0.1:5560", 0, 0, "ZeroMQ inject ROUTER endpoint")        \
     X (events_endpoint,    STR,  "tcp://127.0.0.1:5561", 0, 0, "ZeroMQ events PUB endpoint")           \
+    X (curve_secret_key,   STR,  "",      0, 0,     "Z85 CURVE secret key of the inject and events sockets; CURVE off when empty") \
+    X (curve_allowed_clients, STR, "",    0, 0,     "comma-separated Z85 public keys of the clients CURVE admits") \
     X (room_shards,        INT,  "0",     0, 256,   "room shard actors; 0 = number of cores")               \
     X (user_shards,        INT,  "0",     0, 256,   "user shard actors; 0 = number of cores")               \
     X (persister_workers,  INT,  "2",     1, 64,    "persister actors, one PostgreSQL connection each")     \
@@ -40,6 +42,7 @@
     X (page_size_max,      INT,  "200",   1, 10000, "largest page_size a list honours")                     \
     X (body_max,           INT,  "1048576", 1024, 67108864, "largest JSON request body, bytes")             \
     X (upload_max,         INT,  "26214400", 1024, 1073741824, "largest upload, bytes")                     \
+    X (media_workers,      INT,  "2",     1, 64,    "media actors (upload sniffing, thumbnails)")           \
     X (rate_limit_per_sec, INT,  "20",    1, 1000000, "message sends per user per second")                  \
     X (rate_limit_burst,   INT,  "50",    1, 1000000, "burst of message sends per user")                    \
     X (presence_grace,     INT,  "30",    0, 3600,  "seconds after the last connection before offline")     \

@@ -39,6 +39,9 @@ struct op_t {
     json_t *query;            /* query arguments {"page": "2"} (strings)    */
     json_t *body;             /* parsed JSON body (object) or NULL          */
     json_t *auth;             /* {"user": id} (JWT) or {"session": sid}     */
+    json_t *internal;         /* set by trusted actors only (the media
+                                 actor's stored upload), never by clients;
+                                 NULL otherwise (schema/envelopes.def)      */
     char user_id[40];         /* authenticated caller, "" when anonymous    */
     /* -- output --------------------------------------------------------- */
     int status;               /* HTTP status                                 */
@@ -113,6 +116,20 @@ void op_room_event (op_t *op, const char *room, long long seq, const char *type,
 
 /* Records an ephemeral event (no seq) for `users` (array of ids, taken). */
 void op_user_event (op_t *op, json_t *users, const char *type, json_t *payload);
+
+/* Notes the room type of the last recorded room event ("ai"): the bus also
+   publishes message.new of ai rooms on ai.<room> (API.md §4). */
+void op_room_event_room_type (op_t *op, const char *room_type);
+
+/* Marks the last recorded user event (a notification) for push too: the
+   bus publishes a push envelope on push.<user> for each of `users` (array
+   of ids, taken) — those of its recipients with push_enabled. */
+void op_user_event_push (op_t *op, json_t *users);
+
+/* Whether the request came from a trusted internal service over the
+   ZeroMQ inject (auth {"user", "service": true}), not from REST or a
+   WebSocket: such callers may, e.g., post `system` messages. */
+bool op_is_service (op_t *op);
 
 /* --- input helpers: each answers 400 naming the field and returns -1 on
        bad input; 0 when absent (out untouched), 1 when present. -------- */
@@ -197,5 +214,15 @@ size_t op_utf8_decode (const char *s, uint32_t *cp);
 /* Unicode White_Space (ASCII blanks, U+0085, U+00A0, U+1680, U+2000-200A,
    U+2028, U+2029, U+202F, U+205F, U+3000). */
 bool op_unicode_is_space (uint32_t cp);
+
+/* --- notifications (actors/ops/notifications.c) ---------------------- */
+
+/* Creates the notifications message `message_id` causes (API.md §2.6),
+   exactly once however often it is called (at commit by messages.create and
+   forward, later by the process-message-mentions job), and records a
+   `notification` user event for each recipient, marked for push when the
+   recipient has push_enabled. Returns the number created, or -1 when the
+   database failed. */
+int ops_notify_message (op_t *op, const char *message_id);
 
 #endif

@@ -19,6 +19,7 @@
 #include "config.h"
 #include "gateway.h"
 #include "log.h"
+#include "media.h"
 #include "persister.h"
 #include "presence.h"
 #include "room.h"
@@ -117,7 +118,8 @@ s_start (parleyd_t *self, const config_t *config)
         || s_spawn_all (self, &presence_actor, 1, config)
         || s_spawn_all (self, &bus_actor, 1, config)
         || s_spawn_all (self, &room_actor, actor_shard_count (config, "room"), config)
-        || s_spawn_all (self, &user_actor, actor_shard_count (config, "user"), config))
+        || s_spawn_all (self, &user_actor, actor_shard_count (config, "user"), config)
+        || s_spawn_all (self, &media_actor, (int) config->media_workers, config))
         return -1;
     for (int i = 0; i < config->gateway_threads && self->count < MAX_ACTORS; i++) {
         char error[600];

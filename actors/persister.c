@@ -147,6 +147,7 @@ s_op_from_envelope (actor_t *self, persister_t *p, envelope_t *env, op_t *op)
         .query = json_object_get (b, "query"),
         .body = json_object_get (b, "body"),
         .auth = json_object_get (b, "auth"),
+        .internal = json_object_get (b, "internal"),
         .status = 500,
     };
     if (!op->base)
@@ -171,6 +172,18 @@ s_authenticate (op_t *op, const op_def_t *def)
             " AND expires_at > now()", 1, params, op->user_id, sizeof op->user_id);
         if (found < 0)
             return -1;
+    }
+    if (op->user_id[0] && op_is_service (op)) {
+        /* the inject names any id: it must be a user (a JWT's is) */
+        const char *params[] = { op->user_id };
+        char found[8];
+        int rc = op_query_text (op, "SELECT 'yes' FROM users WHERE id = $1::uuid", 1,
+                                params, found, sizeof found);
+        if (rc <= 0) {
+            if (rc == 0)
+                op_detail (op, 404, "Unknown user.");
+            return rc;
+        }
     }
     if (!op->user_id[0] && !def->anonymous) {
         op_detail (op, 401, session ? "Invalid session."
@@ -228,6 +241,8 @@ s_send_events (actor_t *self, op_t *op)
             "seq", json_object_get (event, "seq"),
             "event", json_object_get (event, "type"), "payload", payload));
         free (payload);
+        if (json_object_get (event, "room_type"))
+            json_object_set (env->body, "room_type", json_object_get (event, "room_type"));
         char to[48];
         mailbox_shard_name (to, sizeof to, "room", room, shards);
         actor_send (self, to, env);
@@ -240,7 +255,10 @@ s_send_events (actor_t *self, op_t *op)
             "event", json_object_get (event, "type"), "payload", payload,
             "users", json_object_get (event, "users")));
         free (payload);
+        if (json_object_get (event, "push"))
+            json_object_set (env->body, "push", json_object_get (event, "push"));
         actor_send_gateways (self, env);
+        actor_send (self, "bus.0", env);       /* user.<id> and push.<id> */
         envelope_destroy (&env);
     }
 }

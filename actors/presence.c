@@ -1,4 +1,6 @@
-/*  actors/presence.c — Redis: connection, health. State: the redisContext. */
+/*  actors/presence.c — Redis: connection, health, typing indicators, live
+ *  presence keys and the Redis side of the scheduled jobs. State: the
+ *  redisContext and this node's typing deadlines. */
 #include "presence.h"
 #include "log.h"
 
@@ -6,6 +8,9 @@
 
 #define PRESENCE_TICK_MS  250
 #define PRESENCE_PING_MS  1000
+#define PRESENCE_TYPING_SET "typing:active"
+#define PRESENCE_LIVE_KEY   "presence:live:"
+#define PRESENCE_SWEEP_BATCH 500
 
 typedef struct {
     redisContext *redis;
@@ -148,7 +153,11 @@ s_typing_event (actor_t *self, const char *room, const char *user, bool is_typin
     envelope_destroy (&env);
 }
 
-/* Redis holds typing:<room>:<user> with the TTL, for every node and REST. */
+/* Redis holds typing:<room>:<user> with the TTL, for every node and REST,
+   and the sorted set typing:active of "<room>:<user>" scored by the
+   deadline (ms since the epoch): entries left there past their deadline
+   were never stopped (their node died), and the
+   cleanup-expired-typing-indicators job sweeps them (s_typing_sweep). */
 static void
 s_typing_redis (presence_t *p, const char *room, const char *user, int64_t ttl)
 {
@@ -157,6 +166,12 @@ s_typing_redis (presence_t *p, const char *room, const char *user, int64_t ttl)
     redisReply *reply = ttl > 0
         ? redisCommand (p->redis, "SET typing:%s:%s 1 EX %lld", room, user, (long long) ttl)
         : redisCommand (p->redis, "DEL typing:%s:%s", room, user);
+    if (reply)
+        freeReplyObject (reply);
+    reply = ttl > 0
+        ? redisCommand (p->redis, "ZADD " PRESENCE_TYPING_SET " %lld %s:%s",
+                        (long long) (zclock_time () + ttl * 1000), room, user)
+        : redisCommand (p->redis, "ZREM " PRESENCE_TYPING_SET " %s:%s", room, user);
     if (reply)
         freeReplyObject (reply);
 }
@@ -195,8 +210,10 @@ s_typing_expire (actor_t *self, presence_t *p)
         if (*deadline > now)
             continue;
         char room[80], user[80];
-        if (sscanf (key, "%79s %79s", room, user) == 2)
+        if (sscanf (key, "%79s %79s", room, user) == 2) {
             s_typing_event (self, room, user, false);
+            s_typing_redis (p, room, user, 0);
+        }
         zhashx_delete (p->typing, key);
     }
     zlistx_destroy (&keys);
@@ -221,13 +238,203 @@ s_tick (actor_t *self)
         s_report (self, p, false, error[0] ? error : "no answer to PING");
 }
 
+/* --- liveness and scheduled jobs (API.md §2.9) ------------------------- */
+
+static bool
+s_redis_up (presence_t *p)
+{
+    return p->redis && !p->redis->err;
+}
+
+/* PRESENCE_BEAT {users, ttl}: presence:live:<user> for ttl seconds, or
+   deleted with ttl 0 (the user went offline on that node). Pipelined. */
+static void
+s_on_beat (presence_t *p, envelope_t *env)
+{
+    if (!s_redis_up (p))
+        return;
+    long long ttl = json_integer_value (json_object_get (env->body, "ttl"));
+    size_t i, sent = 0;
+    json_t *user;
+    json_array_foreach (json_object_get (env->body, "users"), i, user) {
+        const char *id = json_string_value (user);
+        if (!id || strlen (id) > 64)
+            continue;
+        if (ttl > 0)
+            redisAppendCommand (p->redis, "SET " PRESENCE_LIVE_KEY "%s 1 EX %lld", id, ttl);
+        else
+            redisAppendCommand (p->redis, "DEL " PRESENCE_LIVE_KEY "%s", id);
+        sent++;
+    }
+    for (size_t k = 0; k < sent; k++) {
+        redisReply *reply = NULL;
+        if (redisGetReply (p->redis, (void **) &reply) != REDIS_OK)
+            break;
+        freeReplyObject (reply);
+    }
+}
+
+/* Answers a JOB_RUN. Takes `result` (may be NULL). */
+static void
+s_job_reply (actor_t *self, envelope_t *request, bool ok, long long items,
+             const char *error, json_t *result)
+{
+    envelope_t *env = envelope_new (ENVELOPE_JOB_DONE);
+    snprintf (env->re, sizeof env->re, "%s", request->id);
+    json_t *body = json_pack ("{s:b s:I}", "ok", ok, "items", (json_int_t) items);
+    if (error)
+        json_object_set_new (body, "error", json_string (error));
+    if (result)
+        json_object_set_new (body, "result", result);
+    envelope_set_body (env, body);
+    if (request->from[0])
+        actor_send (self, request->from, env);
+    envelope_destroy (&env);
+}
+
+/* typing.sweep: typing:active entries past their deadline (1 s of slack)
+   whose typing key is gone were never stopped: tell the room and drop
+   them. Returns the number swept, or -1 when Redis failed. */
+static long long
+s_typing_sweep (actor_t *self, presence_t *p)
+{
+    long long swept = 0;
+    for (;;) {
+        redisReply *list = redisCommand (p->redis, "ZRANGEBYSCORE " PRESENCE_TYPING_SET
+                                         " -inf %lld LIMIT 0 %d",
+                                         (long long) (zclock_time () - 1000),
+                                         PRESENCE_SWEEP_BATCH);
+        if (!list || list->type != REDIS_REPLY_ARRAY) {
+            if (list)
+                freeReplyObject (list);
+            return -1;
+        }
+        size_t removed = 0;
+        for (size_t i = 0; i < list->elements; i++) {
+            char room[80], user[80];
+            const char *member = list->element[i]->str;
+            if (!member || sscanf (member, "%79[^:]:%79s", room, user) != 2)
+                continue;
+            redisReply *exists = redisCommand (p->redis, "EXISTS typing:%s", member);
+            bool live = exists && exists->type == REDIS_REPLY_INTEGER && exists->integer > 0;
+            if (exists)
+                freeReplyObject (exists);
+            if (live)
+                continue;          /* renewed meanwhile: its deadline moves on */
+            redisReply *rem = redisCommand (p->redis, "ZREM " PRESENCE_TYPING_SET " %s", member);
+            bool mine = rem && rem->type == REDIS_REPLY_INTEGER && rem->integer > 0;
+            if (rem)
+                freeReplyObject (rem);
+            if (!mine)
+                continue;          /* another node swept it */
+            char key[170];
+            snprintf (key, sizeof key, "%s %s", room, user);
+            zhashx_delete (p->typing, key);
+            s_typing_event (self, room, user, false);
+            removed++;
+        }
+        bool full = list->elements == PRESENCE_SWEEP_BATCH;
+        freeReplyObject (list);
+        swept += (long long) removed;
+        if (!full || removed == 0)
+            return swept;
+    }
+}
+
+/* presence.filter {users}: the ones without a live key. */
+static json_t *
+s_presence_filter (presence_t *p, json_t *users)
+{
+    json_t *expired = json_array ();
+    size_t i;
+    json_t *user;
+    json_array_foreach (users, i, user) {
+        const char *id = json_string_value (user);
+        if (id && strlen (id) <= 64)
+            redisAppendCommand (p->redis, "EXISTS " PRESENCE_LIVE_KEY "%s", id);
+    }
+    json_array_foreach (users, i, user) {
+        const char *id = json_string_value (user);
+        if (!id || strlen (id) > 64)
+            continue;
+        redisReply *reply = NULL;
+        if (redisGetReply (p->redis, (void **) &reply) != REDIS_OK) {
+            json_decref (expired);
+            return NULL;
+        }
+        if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 0)
+            json_array_append (expired, user);
+        freeReplyObject (reply);
+    }
+    return expired;
+}
+
+/* presence.live {cursor}: one SCAN step over the live keys. */
+static json_t *
+s_presence_live (presence_t *p, const char *cursor)
+{
+    redisReply *reply = redisCommand (p->redis, "SCAN %s MATCH " PRESENCE_LIVE_KEY "* COUNT 1000",
+                                      cursor && *cursor ? cursor : "0");
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2
+        || reply->element[0]->type != REDIS_REPLY_STRING
+        || reply->element[1]->type != REDIS_REPLY_ARRAY) {
+        if (reply)
+            freeReplyObject (reply);
+        return NULL;
+    }
+    json_t *users = json_array ();
+    redisReply *keys = reply->element[1];
+    size_t prefix = strlen (PRESENCE_LIVE_KEY);
+    for (size_t i = 0; i < keys->elements; i++)
+        if (keys->element[i]->str && strlen (keys->element[i]->str) > prefix)
+            json_array_append_new (users, json_string (keys->element[i]->str + prefix));
+    json_t *result = json_pack ("{s:o s:s}", "users", users, "cursor",
+                                reply->element[0]->str);
+    freeReplyObject (reply);
+    return result;
+}
+
+/* JOB_RUN from the scheduler: the Redis side of a scheduled job. */
+static void
+s_on_job (actor_t *self, presence_t *p, envelope_t *env)
+{
+    const char *job = json_string_value (json_object_get (env->body, "job"));
+    json_t *args = json_object_get (env->body, "args");
+    if (!s_redis_up (p)) {
+        s_job_reply (self, env, false, 0, "Redis is unavailable", NULL);
+        return;
+    }
+    if (streq (job, "typing.sweep")) {
+        long long swept = s_typing_sweep (self, p);
+        s_job_reply (self, env, swept >= 0, swept < 0 ? 0 : swept,
+                     swept < 0 ? "Redis failed during the sweep" : NULL, NULL);
+    }
+    else if (streq (job, "presence.filter")) {
+        json_t *expired = s_presence_filter (p, json_object_get (args, "users"));
+        s_job_reply (self, env, expired != NULL, 0, expired ? NULL : "Redis failed",
+                     expired ? json_pack ("{s:o}", "expired", expired) : NULL);
+    }
+    else if (streq (job, "presence.live")) {
+        json_t *result = s_presence_live (p, json_string_value (json_object_get (args,
+                                                                                 "cursor")));
+        s_job_reply (self, env, result != NULL, 0, result ? NULL : "Redis failed", result);
+    }
+    else
+        s_job_reply (self, env, false, 0, "unknown job", NULL);
+}
+
 static void
 s_handle (actor_t *self, envelope_t **batch, size_t count)
 {
     presence_t *p = actor_state (self);
-    for (size_t i = 0; i < count; i++)
+    for (size_t i = 0; i < count; i++) {
         if (batch[i]->type == ENVELOPE_TYPING && batch[i]->room[0] && batch[i]->user[0])
             s_on_typing (self, p, batch[i]);
+        else if (batch[i]->type == ENVELOPE_PRESENCE_BEAT)
+            s_on_beat (p, batch[i]);
+        else if (batch[i]->type == ENVELOPE_JOB_RUN)
+            s_on_job (self, p, batch[i]);
+    }
 }
 
 static void

@@ -1,6 +1,9 @@
 /*  actors/user.c — user shards: connections and presence across devices. */
 #include "user.h"
 #include "log.h"
+#include "presence.h"
+
+#define USER_BEAT_CHUNK 1000    /* users per PRESENCE_BEAT envelope */
 
 typedef struct {
     int connections;
@@ -9,6 +12,7 @@ typedef struct {
 
 typedef struct {
     zhashx_t *users;        /* user id -> user_t */
+    int64_t next_beat;      /* monotonic ms of the next liveness beat */
 } shard_t;
 
 static void
@@ -48,6 +52,36 @@ s_presence_op (actor_t *self, const char *user, const char *op)
     envelope_destroy (&env);
 }
 
+/* Tells presence that `users` (taken) are live here for PRESENCE_LIVE_TTL
+   seconds, or gone (ttl 0): Redis then knows who is connected anywhere. */
+static void
+s_beat (actor_t *self, json_t *users, int ttl)
+{
+    envelope_t *env = envelope_new (ENVELOPE_PRESENCE_BEAT);
+    envelope_set_body (env, json_pack ("{s:o s:i}", "users", users, "ttl", ttl));
+    actor_send (self, "presence.0", env);
+    envelope_destroy (&env);
+}
+
+/* Every PRESENCE_BEAT_MS: a beat for every user hosted here (connected,
+   or within the grace period). */
+static void
+s_beat_all (actor_t *self, shard_t *shard)
+{
+    json_t *users = json_array ();
+    for (user_t *user = zhashx_first (shard->users); user; user = zhashx_next (shard->users)) {
+        json_array_append_new (users, json_string (zhashx_cursor (shard->users)));
+        if (json_array_size (users) == USER_BEAT_CHUNK) {
+            s_beat (self, users, PRESENCE_LIVE_TTL);
+            users = json_array ();
+        }
+    }
+    if (json_array_size (users))
+        s_beat (self, users, PRESENCE_LIVE_TTL);
+    else
+        json_decref (users);
+}
+
 static void
 s_on_open (actor_t *self, shard_t *shard, const char *id)
 {
@@ -59,8 +93,10 @@ s_on_open (actor_t *self, shard_t *shard, const char *id)
     bool was_away = user->connections == 0 && user->offline_at == 0;
     user->connections++;
     user->offline_at = 0;           /* back within the grace period */
-    if (was_away)
+    if (was_away) {
         s_presence_op (self, id, "presence.online");
+        s_beat (self, json_pack ("[s]", id), PRESENCE_LIVE_TTL);
+    }
 }
 
 static void
@@ -104,10 +140,15 @@ s_tick (actor_t *self)
         user_t *user = zhashx_lookup (shard->users, id);
         if (user->connections == 0 && user->offline_at && now >= user->offline_at) {
             s_presence_op (self, id, "presence.offline");
+            s_beat (self, json_pack ("[s]", id), 0);
             zhashx_delete (shard->users, id);
         }
     }
     zlistx_destroy (&ids);
+    if (now >= shard->next_beat) {
+        shard->next_beat = now + PRESENCE_BEAT_MS;
+        s_beat_all (self, shard);
+    }
 }
 
 static void

@@ -1,5 +1,6 @@
 /*  gateway/http.c — one REST request from headers to answer. See http.h. */
 #include "http.h"
+#include "files.h"
 #include "log.h"
 #include "openapi.h"
 #include "ratelimit.h"
@@ -53,6 +54,12 @@ s_add_header (gw_session_t *pss, const char *name, const char *value)
     if (!values)
         json_object_set_new (pss->out_headers, name, values = json_array ());
     json_array_append_new (values, json_string (value));
+}
+
+void
+http_add_header (gw_session_t *pss, const char *name, const char *value)
+{
+    s_add_header (pss, name, value);
 }
 
 static int
@@ -110,6 +117,10 @@ http_on_writeable (gateway_t *gw, struct lws *wsi, gw_session_t *pss)
         lws_callback_on_writable (wsi);
         return 0;
     }
+    if (pss->file_open) {       /* an attachment's bytes (files.c) */
+        int rc = files_on_writeable (gw, wsi, pss);
+        return rc == 0 ? 0 : rc < 0 ? -1 : s_finish (wsi, pss);
+    }
     size_t chunk = pss->out_len - pss->out_sent;
     if (chunk > HTTP_CHUNK)
         chunk = HTTP_CHUNK;
@@ -134,6 +145,7 @@ http_session_free (gateway_t *gw, gw_session_t *pss)
     if (pss->id[0])
         zhashx_delete (gw->pending, pss->id);
     pss->id[0] = '\0';
+    files_session_free (pss);
     json_decref (pss->params);
     json_decref (pss->query);
     json_decref (pss->auth);
@@ -166,6 +178,12 @@ http_on_response (gateway_t *gw, envelope_t *env)
     }
     int status = (int) json_integer_value (json_object_get (env->body, "status"));
     const char *text = json_string_value (json_object_get (env->body, "json"));
+    if (pss->route && (pss->route->flags & ROUTE_FILE) && status == 200 && text) {
+        json_t *answer = json_loads (text, 0, NULL);
+        files_serve (gw, wsi, pss, json_object_get (answer, "file"));
+        json_decref (answer);
+        return;
+    }
     http_respond (gw, wsi, pss, status, "application/json", text,
                   text ? strlen (text) : 0);
 }
@@ -449,6 +467,41 @@ s_local (gateway_t *gw, struct lws *wsi, gw_session_t *pss)
         http_respond_detail (gw, wsi, pss, 404, "Not found.");
 }
 
+/* The per-user rate limit of message sends (ROUTE_SEND): answers 429
+   itself and returns true when the request may not go on. */
+static bool
+s_rate_limited (gateway_t *gw, struct lws *wsi, gw_session_t *pss)
+{
+    if (!(pss->route->flags & ROUTE_SEND))
+        return false;
+    const char *user = json_string_value (json_object_get (pss->auth, "user"));
+    if (!user)
+        user = json_string_value (json_object_get (pss->auth, "session"));
+    double retry = 0;
+    if (!user || ratelimit_take (gw->buckets, user, gw->config, &retry) == 0)
+        return false;
+    char seconds[16];
+    snprintf (seconds, sizeof seconds, "%d", (int) retry + 1);
+    s_add_header (pss, "Retry-After", seconds);
+    http_respond_detail (gw, wsi, pss, 429, "Request was throttled.");
+    return true;
+}
+
+/* POST attachments/ takes multipart/form-data only (gateway/files.c). */
+static void
+s_not_multipart (gateway_t *gw, struct lws *wsi, gw_session_t *pss)
+{
+    if (pss->body_len == 0) {
+        const char *text = "{\"file\":[\"No file was submitted.\"]}";
+        http_respond (gw, wsi, pss, 400, "application/json", text, strlen (text));
+        return;
+    }
+    char type[256] = "", detail[320];
+    lws_hdr_copy (wsi, type, sizeof type, WSI_TOKEN_HTTP_CONTENT_TYPE);
+    snprintf (detail, sizeof detail, "Unsupported media type \"%s\" in request.", type);
+    http_respond_detail (gw, wsi, pss, 415, detail);
+}
+
 /* Everything is read: authenticate, check the body, hand over. */
 static int
 s_dispatch (gateway_t *gw, struct lws *wsi, gw_session_t *pss)
@@ -459,26 +512,32 @@ s_dispatch (gateway_t *gw, struct lws *wsi, gw_session_t *pss)
     }
     if (s_authenticate (gw, wsi, pss) != 0)
         return 0;
+    if (streq (pss->route->op, "attachments.create")) {
+        s_not_multipart (gw, wsi, pss);
+        return 0;
+    }
     json_t *body = NULL;
     if (s_parse_body (gw, wsi, pss, &body) != 0)
         return 0;
-    if ((pss->route->flags & ROUTE_SEND)) {
-        const char *user = json_string_value (json_object_get (pss->auth, "user"));
-        if (!user)
-            user = json_string_value (json_object_get (pss->auth, "session"));
-        double retry = 0;
-        if (user && ratelimit_take (gw->buckets, user, gw->config, &retry) != 0) {
-            char seconds[16];
-            snprintf (seconds, sizeof seconds, "%d", (int) retry + 1);
-            s_add_header (pss, "Retry-After", seconds);
-            http_respond_detail (gw, wsi, pss, 429, "Request was throttled.");
-            json_decref (body);
-            return 0;
-        }
+    if (s_rate_limited (gw, wsi, pss)) {
+        json_decref (body);
+        return 0;
     }
     int rc = s_forward (gw, wsi, pss, body);
     json_decref (body);
     return rc;
+}
+
+/* A multipart upload: authenticated and rate limited before its body is
+   read, which then streams to a spool file (gateway/files.c). */
+static int
+s_begin_upload (gateway_t *gw, struct lws *wsi, gw_session_t *pss)
+{
+    if (s_authenticate (gw, wsi, pss) != 0 || s_rate_limited (gw, wsi, pss)) {
+        pss->close_after = true;       /* the body will not be read */
+        return 0;
+    }
+    return files_upload_begin (gw, wsi, pss);
 }
 
 int
@@ -530,6 +589,8 @@ http_on_request (gateway_t *gw, struct lws *wsi, gw_session_t *pss, const char *
     }
     bool expect_body = (pss->method == GW_POST && has_length)
                        || (s_is_unsafe (pss->method) && content_length > 0);
+    if (expect_body && (pss->route->flags & ROUTE_MULTIPART) && files_is_multipart (wsi))
+        return s_begin_upload (gw, wsi, pss);
     return expect_body ? 0 : s_dispatch (gw, wsi, pss);
 }
 
@@ -539,6 +600,8 @@ http_on_body (gateway_t *gw, struct lws *wsi, gw_session_t *pss, const void *dat
 {
     if (pss->body_failed || len == 0)
         return 0;
+    if (pss->upload)
+        return files_upload_body (gw, wsi, pss, data, len);
     if (pss->body_len + len > (size_t) gw->config->body_max) {
         pss->close_after = true;
         http_respond_detail (gw, wsi, pss, 413, "Request body is too large.");
@@ -562,5 +625,12 @@ http_on_body_complete (gateway_t *gw, struct lws *wsi, gw_session_t *pss)
 {
     if (pss->body_failed)
         return 0;
+    if (pss->upload) {
+        json_t *body = NULL;   /* a form without a file: an ordinary request */
+        if (files_upload_complete (gw, wsi, pss, &body) == 1)
+            s_forward (gw, wsi, pss, body);
+        json_decref (body);
+        return 0;
+    }
     return s_dispatch (gw, wsi, pss);
 }

@@ -64,6 +64,12 @@ typedef struct {
     const char *content_type;
     bool responding, headers_sent, close_after;
     struct ws_conn_t *conn;         /* the WebSocket connection, after upgrade */
+    /* attachments (gateway/files.h) */
+    struct files_upload_t *upload;  /* a multipart upload being read          */
+    bool file_open;                 /* serving file_fd [file_pos, file_end)   */
+    int file_fd;
+    uint64_t file_pos, file_end;
+    char file_mime[128];            /* its Content-Type                       */
 } gw_session_t;
 
 int http_on_request (gateway_t *gw, struct lws *wsi, gw_session_t *pss,
@@ -94,6 +100,9 @@ void http_base_url (gateway_t *gw, struct lws *wsi, char *base, size_t size);
 /* Queues an answer: `body` is copied (may be NULL for none). */
 void http_respond (gateway_t *gw, struct lws *wsi, gw_session_t *pss, int status,
                    const char *content_type, const char *body, size_t len);
+/* Adds a header to the answer being prepared (before http_respond). */
+void http_add_header (gw_session_t *pss, const char *name, const char *value);
+
 /* Queues {"detail": detail}. */
 void http_respond_detail (gateway_t *gw, struct lws *wsi, gw_session_t *pss,
                           int status, const char *detail);

@@ -56,6 +56,7 @@ typedef struct {
     char type[32];           /* the command                                  */
     const char *ack_key;     /* key of the answer in the ack, or NULL        */
     json_t *ref;             /* echoed; may be NULL                          */
+    json_t *rooms;           /* resume: the rooms it replays; else NULL      */
 } ws_request_t;
 
 typedef struct {
@@ -135,6 +136,22 @@ s_close (ws_conn_t *conn, int code)
     lws_set_timeout (conn->wsi, PENDING_TIMEOUT_CLOSE_SEND, 2);
 }
 
+static int s_write_queued (ws_conn_t *conn);
+
+/* Writes what the socket takes right now, until `limit` bytes or fewer are
+   queued. One inbox drain can queue a whole persister batch (64 acks and
+   64 events of up to 10 000 characters each) before any writeable
+   callback: a burst the socket accepts is not a slow consumer. */
+static void
+s_flush_to (ws_conn_t *conn, size_t limit)
+{
+    while (conn->queued > limit && !conn->close_code && !lws_send_pipe_choked (conn->wsi))
+        if (s_write_queued (conn) != 0) {
+            s_close (conn, 1011);
+            return;
+        }
+}
+
 /* Queues a frame (takes a reference). Under pressure ephemeral frames are
    dropped first; past the bound the connection is closed with 1013. */
 static void
@@ -143,6 +160,11 @@ s_enqueue (ws_conn_t *conn, frame_t *frame)
     if (!frame || conn->close_code)
         return;
     size_t bound = (size_t) conn->gw->config->ws_queue_max;
+    size_t limit = frame->ephemeral ? bound / 2 : bound;
+    if (conn->queued + frame->len > limit)
+        s_flush_to (conn, frame->len > limit ? 0 : limit - frame->len);
+    if (conn->close_code)
+        return;
     if (frame->ephemeral && conn->queued + frame->len > bound / 2) {
         metrics_add (conn->gw->metrics, "ws_ephemeral_dropped_total", 1);
         return;
@@ -183,18 +205,12 @@ s_send_error (ws_conn_t *conn, json_t *ref, const char *code, const char *detail
     s_send_json (conn, event);
 }
 
-/* Writes what is queued: one frame, or an array of several (coalesced). */
-int
-ws_on_writeable (gateway_t *gw, struct lws *wsi, gw_session_t *pss)
+/* Writes the head of the queue: one frame, or an array of several
+   (coalesced). 0, or -1 when the connection failed. */
+static int
+s_write_queued (ws_conn_t *conn)
 {
-    (void) gw;
-    ws_conn_t *conn = pss->conn;
-    if (!conn)
-        return 0;
-    if (conn->close_code) {
-        lws_close_reason (wsi, (enum lws_close_status) conn->close_code, NULL, 0);
-        return -1;
-    }
+    struct lws *wsi = conn->wsi;
     size_t count = 0, bytes = 0;
     for (frame_t *f = zlistx_first (conn->queue); f; f = zlistx_next (conn->queue)) {
         if (count && bytes + f->len > WS_COALESCE_MAX)
@@ -246,6 +262,20 @@ ws_on_writeable (gateway_t *gw, struct lws *wsi, gw_session_t *pss)
     return 0;
 }
 
+int
+ws_on_writeable (gateway_t *gw, struct lws *wsi, gw_session_t *pss)
+{
+    (void) gw;
+    ws_conn_t *conn = pss->conn;
+    if (!conn)
+        return 0;
+    if (conn->close_code) {
+        lws_close_reason (wsi, (enum lws_close_status) conn->close_code, NULL, 0);
+        return -1;
+    }
+    return s_write_queued (conn);
+}
+
 /* --- indexes ------------------------------------------------------------ */
 
 static void
@@ -270,6 +300,7 @@ s_request_free (ws_request_t **req_p)
 {
     if (*req_p) {
         json_decref ((*req_p)->ref);
+        json_decref ((*req_p)->rooms);
         free (*req_p);
     }
     *req_p = NULL;
@@ -359,8 +390,9 @@ ws_on_confirm_upgrade (gateway_t *gw, struct lws *wsi)
     return strcmp (uri, "/ws/") == 0 || strcmp (uri, "/ws") == 0 ? 0 : -1;
 }
 
-/* Sends an operation for a connection; the answer comes to ws_on_response. */
-static int
+/* Sends an operation for a connection; the answer comes to ws_on_response.
+   Returns the pending request (owned by gw->ws_pending), or NULL. */
+static ws_request_t *
 s_send_op (ws_conn_t *conn, const ws_command_t *command, json_t *params, json_t *body,
            json_t *ref)
 {
@@ -373,7 +405,7 @@ s_send_op (ws_conn_t *conn, const ws_command_t *command, json_t *params, json_t 
     json_decref (auth);
     if (rc != 0) {
         s_send_error (conn, ref, "unavailable", "The service is unavailable; retry later.");
-        return -1;
+        return NULL;
     }
     ws_request_t *pending = calloc (1, sizeof *pending);
     snprintf (pending->conn, sizeof pending->conn, "%s", conn->id);
@@ -381,7 +413,7 @@ s_send_op (ws_conn_t *conn, const ws_command_t *command, json_t *params, json_t 
     pending->ack_key = command->ack_key;
     pending->ref = ref ? json_incref (ref) : NULL;
     zhashx_insert (conn->gw->ws_pending, id, pending);
-    return 0;
+    return pending;
 }
 
 static const ws_command_t s_hello = { "hello", "ws.rooms", "GET", NULL, NULL, false };
@@ -561,6 +593,7 @@ ws_on_closed (gateway_t *gw, gw_session_t *pss)
 /* --- commands ----------------------------------------------------------- */
 
 static void s_handle_command (ws_conn_t *conn, json_t *command);
+static void s_resume_abort (ws_conn_t *conn, json_t *rooms);
 
 static void
 s_handle_typing (ws_conn_t *conn, json_t *command, json_t *ref, bool is_typing)
@@ -616,20 +649,30 @@ s_handle_op (ws_conn_t *conn, const ws_command_t *c, json_t *command, json_t *re
         }
         json_object_set (params, "id", id);
     }
+    json_t *resuming = NULL;
     if (strcmp (c->type, "resume") == 0) {
-        json_t *rooms = json_object_get (command, "rooms");
+        /* live events of these rooms wait until their replay is done */
+        resuming = json_object ();
         const char *room;
         json_t *last;
-        json_object_foreach (rooms, room, last) {
+        json_object_foreach (json_object_get (command, "rooms"), room, last) {
             sub_t *sub = zhashx_lookup (conn->subs, room);
-            if (sub && json_is_integer (last) && !sub->resuming) {
+            if (sub && json_is_integer (last) && json_integer_value (last) >= 0
+                && !sub->resuming) {
                 sub->seq = json_integer_value (last);
                 sub->resuming = true;
                 sub->held = zlistx_new ();
+                json_object_set_new (resuming, room, json_true ());
             }
         }
     }
-    s_send_op (conn, c, params, command, ref);
+    ws_request_t *pending = s_send_op (conn, c, params, command, ref);
+    if (resuming && pending)
+        pending->rooms = resuming;
+    else if (resuming) {
+        s_resume_abort (conn, resuming);
+        json_decref (resuming);
+    }
     json_decref (params);
 }
 
@@ -798,6 +841,20 @@ s_resume_done (ws_conn_t *conn, sub_t *sub)
     sub->resuming = false;
 }
 
+/* A resume failed: the rooms it held deliver live events again (the
+   client got an error and resumes again). */
+static void
+s_resume_abort (ws_conn_t *conn, json_t *rooms)
+{
+    const char *room;
+    json_t *value;
+    json_object_foreach (rooms, room, value) {
+        sub_t *sub = zhashx_lookup (conn->subs, room);
+        if (sub && sub->resuming)
+            s_resume_done (conn, sub);
+    }
+}
+
 /* Replays one room's missed events; returns true when more remain. */
 static bool
 s_resume_room (ws_conn_t *conn, const char *room, json_t *result)
@@ -850,9 +907,15 @@ s_on_resume (ws_conn_t *conn, ws_request_t *req, json_t *body)
             json_object_set_new (again, room,
                                  json_integer (((sub_t *) zhashx_lookup (conn->subs, room))->seq));
     if (json_object_size (again)) {
-        json_t *command = json_pack ("{s:s s:o}", "type", "resume", "rooms", again);
+        json_t *command = json_pack ("{s:s s:O}", "type", "resume", "rooms", again);
         json_t *params = json_object ();
-        s_send_op (conn, s_command ("resume"), params, command, req->ref);
+        ws_request_t *next = s_send_op (conn, s_command ("resume"), params, command, req->ref);
+        if (next)
+            next->rooms = again;
+        else {
+            s_resume_abort (conn, again);
+            json_decref (again);
+        }
         json_decref (params);
         json_decref (command);
         return;
@@ -906,6 +969,11 @@ ws_on_response (gateway_t *gw, envelope_t *env)
         }
         else if (strcmp (req->type, "resume") == 0 && status == 200)
             s_on_resume (conn, req, body);
+        else if (strcmp (req->type, "resume") == 0) {
+            if (req->rooms)
+                s_resume_abort (conn, req->rooms);
+            s_on_command_answer (conn, req, status, body);
+        }
         else
             s_on_command_answer (conn, req, status, body);
     }

@@ -539,6 +539,94 @@ envelope_msgpack_to_json (const void *data, size_t size, envelope_err_t *err)
     return s_unpack (data, size, ENVELOPE_MAX_DEPTH, err ? err : &ignored, NULL, 0);
 }
 
+/* --- peeking at an envelope that does not decode ------------------------ */
+
+/* Skips one value nested inside `depth` containers, building nothing:
+   bounds, depth and the value budget checked as when decoding. */
+static bool
+s_skip_value (s_reader_t *r, int depth)
+{
+    const uint8_t *b, *bytes;
+    uint64_t n = 0;
+    if (!s_take (r, 1, &b) || r->budget == 0)
+        return false;
+    r->budget--;
+    uint8_t tag = *b;
+    bool map = false;
+    if (tag <= 0x7f || tag >= 0xe0 || tag == 0xc0 || tag == 0xc2 || tag == 0xc3)
+        return true;
+    if (tag <= 0x9f) {                                   /* fixmap, fixarray */
+        map = tag <= 0x8f;
+        n = tag & 0x0f;
+    }
+    else if (tag <= 0xbf)                                /* fixstr */
+        return s_take (r, tag & 0x1f, &bytes);
+    else if (tag == 0xc4 || tag == 0xc5 || tag == 0xc6)  /* bin 8/16/32 */
+        return s_take_uint (r, (size_t) 1 << (tag - 0xc4), &n) && s_take (r, n, &bytes);
+    else if (tag == 0xd9 || tag == 0xda || tag == 0xdb)  /* str 8/16/32 */
+        return s_take_uint (r, (size_t) 1 << (tag - 0xd9), &n) && s_take (r, n, &bytes);
+    else if (tag == 0xc7 || tag == 0xc8 || tag == 0xc9)  /* ext 8/16/32 */
+        return s_take_uint (r, (size_t) 1 << (tag - 0xc7), &n) && s_take (r, n + 1, &bytes);
+    else if (tag == 0xca || tag == 0xcb)                 /* float 32/64 */
+        return s_take (r, tag == 0xca ? 4 : 8, &bytes);
+    else if (tag >= 0xcc && tag <= 0xcf)                 /* uint */
+        return s_take (r, (size_t) 1 << (tag - 0xcc), &bytes);
+    else if (tag >= 0xd0 && tag <= 0xd3)                 /* int */
+        return s_take (r, (size_t) 1 << (tag - 0xd0), &bytes);
+    else if (tag >= 0xd4 && tag <= 0xd8)                 /* fixext 1..16 */
+        return s_take (r, ((size_t) 1 << (tag - 0xd4)) + 1, &bytes);
+    else if (tag >= 0xdc && tag <= 0xdf) {               /* array/map 16/32 */
+        map = tag >= 0xde;
+        if (!s_take_uint (r, (tag & 1) ? 4 : 2, &n))
+            return false;
+    }
+    else
+        return false;                                    /* 0xc1 */
+    if (depth + 1 > r->max_depth)
+        return false;
+    for (uint64_t i = 0; i < (map ? 2 * n : n); i++)
+        if (!s_skip_value (r, depth + 1))
+            return false;
+    return true;
+}
+
+int
+envelope_peek_id (const void *data, size_t size, char *id, size_t id_size)
+{
+    if (id_size)
+        id[0] = '\0';
+    if (!data || size == 0 || size > ENVELOPE_MAX_BYTES)
+        return -1;
+    s_reader_t r = { data, data, (const uint8_t *) data + size, S_WIRE_DEPTH,
+                     ENVELOPE_MAX_VALUES, ENVELOPE_ERR_OK, 0 };
+    const uint8_t *tag;
+    uint64_t count;
+    if (!s_take (&r, 1, &tag))
+        return -1;
+    if (*tag >= 0x80 && *tag <= 0x8f)
+        count = *tag & 0x0f;
+    else if ((*tag != 0xde && *tag != 0xdf) || !s_take_uint (&r, *tag == 0xde ? 2 : 4, &count))
+        return -1;
+    for (uint64_t i = 0; i < count; i++) {
+        const char *key;
+        size_t length;
+        if (!s_read_key (&r, &key, &length))
+            return -1;
+        if (length == 2 && memcmp (key, "id", 2) == 0) {
+            json_t *value = s_read_value (&r, 1);
+            int rc = json_is_string (value) && json_string_length (value) <= ENVELOPE_ID_MAX
+                     && json_string_length (value) < id_size ? 0 : -1;
+            if (rc == 0)
+                memcpy (id, json_string_value (value), json_string_length (value) + 1);
+            json_decref (value);
+            return rc;
+        }
+        if (!s_skip_value (&r, 1))
+            return -1;
+    }
+    return -1;
+}
+
 /* --- body specs ---------------------------------------------------------- */
 
 typedef enum { S_STR, S_UUID, S_INT, S_BOOL, S_NUM, S_MAP, S_ARRAY, S_ANY } s_kind_t;

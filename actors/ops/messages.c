@@ -13,7 +13,9 @@
  *
  *  Choices where API.md is silent (see docs/messages.md):
  *  - `system` messages over REST: room admins only (403 otherwise); trusted
- *    services send them over the ZeroMQ inject.
+ *    services send them over the ZeroMQ inject (op_is_service), as any
+ *    participant. Only the inject may set `stream_id` (1-255 characters, an
+ *    assistant's streamed reply, API.md §3); REST ignores the field.
  *  - An archived room is read-only: create, forward, edit, delete, pin and
  *    unpin answer 403.
  *  - `content` is trimmed (Unicode whitespace) and stored trimmed; text and
@@ -63,6 +65,7 @@ typedef struct {
     const char *reply_to;
     const char *forward_from;
     const char *client_id;
+    const char *stream_id;    /* inject only                             */
     char latitude[32];        /* "" when no location                     */
     char longitude[32];
     char *mentions;           /* uuid[] literal, owned                   */
@@ -292,6 +295,19 @@ s_read_client_id (op_t *op, s_draft_t *draft)
     return 0;
 }
 
+/* `stream_id`, from the inject only: 1-255 characters. 0, -1 after 400. */
+static int
+s_read_stream_id (op_t *op, s_draft_t *draft)
+{
+    if (!op_is_service (op) || op_body_string (op, "stream_id", &draft->stream_id) <= 0)
+        return 0;
+    if (!*draft->stream_id || s_char_count (draft->stream_id) > S_CLIENT_ID_MAX) {
+        op_field_error (op, "stream_id", "Must be 1-255 characters.");
+        return -1;
+    }
+    return 0;
+}
+
 /* The fields of a create body that need no database. 0, -1 after 400. */
 static int
 s_read_draft (op_t *op, s_draft_t *draft)
@@ -312,7 +328,8 @@ s_read_draft (op_t *op, s_draft_t *draft)
     if (op_body_uuid (op, "reply_to", &draft->reply_to) < 0
         || op_body_uuid (op, "forward_from", &draft->forward_from) < 0
         || op_body_uuid (op, "attachment", &draft->attachment) < 0
-        || s_read_client_id (op, draft) < 0)
+        || s_read_client_id (op, draft) < 0
+        || s_read_stream_id (op, draft) < 0)
         return -1;
     if (s_read_content (op, draft->type, s_needs_text (draft->type), &draft->content) < 0)
         return -1;
@@ -380,7 +397,7 @@ s_check_attachment (op_t *op, s_draft_t *draft)
     const char *params[] = { draft->attachment, op->user_id };
     char mime[256] = "";
     int found = op_query_text (op,
-        "SELECT a.mime FROM attachments a WHERE a.id = $1::uuid"
+        "SELECT a.mime FROM attachments a WHERE a.id = $1::uuid AND a.revoked_at IS NULL"
         "   AND (a.uploader_id = $2::uuid OR EXISTS ("
         "        SELECT 1 FROM messages m JOIN room_participants p"
         "            ON p.room_id = m.room_id AND p.user_id = $2::uuid"
@@ -465,14 +482,15 @@ s_find_client_id (op_t *op, const char *client_id)
 #define S_INSERT_SQL                                                               \
     "WITH m AS (INSERT INTO messages (room_id, seq, sender_id, content, message_type," \
     "                                 attachment_id, latitude, longitude, reply_to,"  \
-    "                                 forward_from, mentions, client_id)"             \
+    "                                 forward_from, mentions, client_id, stream_id)"  \
     "           VALUES ($1::uuid, parley_next_seq ($1::uuid), $2::uuid, $3, $4,"      \
     "                   $5::uuid, $6::float8, $7::float8, $8::uuid, $9::uuid,"        \
-    "                   $10::uuid[], $11)"                                            \
+    "                   $10::uuid[], $11, $13)"                                       \
     "           RETURNING *),"                                                        \
     " r AS (INSERT INTO reads (message_id, user_id, room_id)"                         \
     "       SELECT id, sender_id, room_id FROM m)"                                    \
-    "SELECT m.seq, parley_message_event (m, 'message.new', $12, m.sender_id) FROM m"
+    "SELECT m.seq, parley_message_event (m, 'message.new', $12, m.sender_id),"        \
+    "       (SELECT room_type FROM rooms WHERE id = m.room_id) FROM m"
 
 /* Inserts the message; answers 201 with it. Returns 0, or -1 on failure. */
 static int
@@ -481,18 +499,21 @@ s_insert (op_t *op, s_draft_t *d)
     const char *params[] = {
         d->room, op->user_id, d->content, d->type, d->attachment,
         d->latitude[0] ? d->latitude : NULL, d->longitude[0] ? d->longitude : NULL,
-        d->reply_to, d->forward_from, d->mentions, d->client_id, op->base
+        d->reply_to, d->forward_from, d->mentions, d->client_id, op->base, d->stream_id
     };
-    PGresult *res = op_exec (op, S_INSERT_SQL, 12, params);
+    PGresult *res = op_exec (op, S_INSERT_SQL, 13, params);
     if (!res)
         return -1;
     long long seq = strtoll (PQgetvalue (res, 0, 0), NULL, 10);
     json_t *event = json_loads (PQgetvalue (res, 0, 1), 0, NULL);
+    char room_type[8];
+    snprintf (room_type, sizeof room_type, "%s", PQgetvalue (res, 0, 2));
     PQclear (res);
     if (!event)
         return -1;
     op_reply (op, 201, json_incref (json_object_get (event, "message")));
     op_room_event (op, d->room, seq, "message.new", event);
+    op_room_event_room_type (op, room_type);    /* ai rooms: also ai.<room> */
     return 0;
 }
 
@@ -532,7 +553,8 @@ s_may_post (op_t *op, const op_access_t *room, const char *type)
         op_detail (op, 403, "This room is archived.");
         return 0;
     }
-    if (strcmp (type, "system") == 0 && room->role != OP_ROLE_ADMIN) {
+    if (strcmp (type, "system") == 0 && room->role != OP_ROLE_ADMIN
+        && !op_is_service (op)) {
         op_detail (op, 403, "Only room admins may post system messages.");
         return 0;
     }

@@ -583,7 +583,7 @@ s_update_image (op_t *op, const char **image)
     const char *params[] = { *image, op->user_id };
     char mime[256];
     int found = op_query_text (op,
-        "SELECT a.mime FROM attachments a WHERE a.id = $1::uuid"
+        "SELECT a.mime FROM attachments a WHERE a.id = $1::uuid AND a.revoked_at IS NULL"
         "   AND (a.uploader_id = $2::uuid OR EXISTS"
         "        (SELECT 1 FROM messages m JOIN room_participants p"
         "                ON p.room_id = m.room_id AND p.user_id = $2::uuid"

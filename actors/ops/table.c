@@ -10,9 +10,15 @@ extern const op_def_t ops_messages[];
 extern const op_def_t ops_receipts[];
 extern const op_def_t ops_presence[];
 extern const op_def_t ops_ws[];
+extern const op_def_t ops_notifications[];
+extern const op_def_t ops_admin[];
+extern const op_def_t ops_jobs[];
+extern const op_def_t ops_inject[];
+extern const op_def_t ops_attachments[];
 
 static const op_def_t *const s_tables[] = {
-    ops_auth, ops_rooms, ops_messages, ops_receipts, ops_presence, ops_ws, NULL
+    ops_auth, ops_rooms, ops_messages, ops_receipts, ops_presence, ops_ws, ops_inject,
+    ops_attachments, ops_notifications, ops_admin, ops_jobs, NULL
 };
 
 const op_def_t *

@@ -194,6 +194,35 @@ op_user_event (op_t *op, json_t *users, const char *type, json_t *payload)
                                                        "type", type, "payload", payload));
 }
 
+/* Sets `key` on the last element of `list` (an array of event records). */
+static void
+s_last_set (json_t *list, const char *key, json_t *value)
+{
+    size_t size = json_array_size (list);
+    if (size)
+        json_object_set_new (json_array_get (list, size - 1), key, value);
+    else
+        json_decref (value);
+}
+
+void
+op_room_event_room_type (op_t *op, const char *room_type)
+{
+    s_last_set (op->events, "room_type", json_string (room_type));
+}
+
+void
+op_user_event_push (op_t *op, json_t *users)
+{
+    s_last_set (op->user_events, "push", users);
+}
+
+bool
+op_is_service (op_t *op)
+{
+    return json_is_true (json_object_get (op->auth, "service"));
+}
+
 /* --- input ---------------------------------------------------------------- */
 
 bool

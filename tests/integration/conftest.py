@@ -47,6 +47,10 @@ server (module)
     request(method, path, token=None, **kw) is the general form;
     session(user=None) -> a requests.Session that takes relative paths
     (cookies persist: for sessionid/csrftoken tests).
+    Every response of these helpers is checked against docs/openapi.yaml
+    (openapi_check.check_response: documented status, headers and body
+    schema) and a mismatch raises AssertionError; `with
+    openapi_check.disabled():` (or PARLEY_OPENAPI_CHECK=0) turns that off.
     Users: register(username=None, password="pw-secret-123", expect=201,
     **fields) -> user json (a random unique username when None);
     login(username, password, expect=200) -> response json;
@@ -124,6 +128,8 @@ import zlib
 
 import pytest
 import requests
+
+import openapi_check   # every response of the HTTP helpers is checked against docs/openapi.yaml
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -406,7 +412,7 @@ class _BaseUrlSession(requests.Session):
             url = self.base + url
         kw.setdefault("timeout", HTTP_TIMEOUT)
         kw.setdefault("allow_redirects", False)
-        return super().request(method, url, *args, **kw)
+        return openapi_check.check_response(super().request(method, url, *args, **kw))
 
 
 # ----------------------------------------------------------------- server --
@@ -674,7 +680,7 @@ class ParleyServer:
             headers["Authorization"] = f"Bearer {token}"
         kw.setdefault("timeout", HTTP_TIMEOUT)
         kw.setdefault("allow_redirects", False)
-        return requests.request(method, url, headers=headers, **kw)
+        return openapi_check.check_response(requests.request(method, url, headers=headers, **kw))
 
     def get(self, path, token=None, **kw):
         return self.request("GET", path, token, **kw)

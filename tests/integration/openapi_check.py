@@ -248,14 +248,35 @@ def _status_key(responses, status):
     return None
 
 
+def _describe_errors(errors, limit=8):
+    """Schema errors as indented lines ("" for none); for anyOf/oneOf, the
+    deepest errors of the branches (those of the branch that nearly fit)."""
+    errors = sorted(errors, key=jsonschema.exceptions.relevance)
+    lines = []
+    for error in errors[:limit]:
+        where = "/".join(str(p) for p in error.absolute_path) or "(top)"
+        schema_at = "/".join(str(p) for p in error.absolute_schema_path)
+        lines.append(f"  - at {where}: {_short(error.message)}  [schema: {schema_at}]")
+        context = sorted(error.context or [], key=lambda e: -len(e.absolute_path))
+        for sub in context[:4]:
+            sub_where = "/".join(str(p) for p in sub.absolute_path) or "(top)"
+            lines.append(f"      · at {sub_where}: {_short(sub.message)}")
+    if len(errors) > limit:
+        lines.append(f"  ... and {len(errors) - limit} more")
+    return "\n".join(lines)
+
+
+def _short(text, limit=300):
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def _check_body(what, method, path, response, document_path, template, status_key,
                 content):
     media = _media_type(response)
-    body = response.content
     if method == "HEAD":
         return
     if not content:
-        if body:
+        if response.content:
             _fail(what, method, path, response,
                   f"status {status_key} documents no body, but one was sent")
         return
@@ -266,26 +287,16 @@ def _check_body(what, method, path, response, document_path, template, status_ke
               f"{sorted(content)}")
     documented = matching[0]
     if not _is_json(documented.lower()) or "schema" not in content[documented]:
-        return
+        return                      # bytes (downloads), text, YAML: not read here
     try:
-        instance = json.loads(body.decode("utf-8"))
+        instance = json.loads(response.content.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         _fail(what, method, path, response, f"the body is not JSON ({exc})")
-    validator = _validator(document_path, template, method if method != "HEAD" else "GET",
-                           status_key, documented)
-    errors = sorted(validator.iter_errors(instance), key=jsonschema.exceptions.relevance)
-    if errors:
-        lines = []
-        for error in errors[:8]:
-            where = "/".join(str(p) for p in error.absolute_path) or "(the body)"
-            schema_at = "/".join(str(p) for p in error.absolute_schema_path)
-            lines.append(f"  - at {where}: {error.message}  [schema: {schema_at}]")
-            for sub in sorted(error.context or [], key=jsonschema.exceptions.relevance)[:4]:
-                sub_where = "/".join(str(p) for p in sub.absolute_path) or "(the body)"
-                lines.append(f"      · {sub_where}: {sub.message}")
-        more = f"\n  ... and {len(errors) - 8} more" if len(errors) > 8 else ""
+    validator = _validator(document_path, template, method, status_key, documented)
+    problems = _describe_errors(validator.iter_errors(instance))
+    if problems:
         _fail(what, method, path, response,
-              "the body does not match the documented schema:\n" + "\n".join(lines) + more)
+              "the body does not match the documented schema:\n" + problems)
 
 
 def validate_response(method, path, response, document_path=DOCUMENT_PATH):
@@ -331,13 +342,10 @@ def validate_schema(name, instance, document_path=DOCUMENT_PATH):
     payloads of WebSocket events: validate_schema("Message", ack["message"]),
     validate_schema("RoomEvent", event). Raises AssertionError."""
     validator = _component_validator(document_path, name)
-    errors = sorted(validator.iter_errors(instance), key=jsonschema.exceptions.relevance)
-    if errors:
-        lines = [f"  - at {'/'.join(str(p) for p in e.absolute_path) or '(top)'}: {e.message}"
-                 for e in errors[:8]]
-        text = json.dumps(instance)
+    problems = _describe_errors(validator.iter_errors(instance))
+    if problems:
         raise AssertionError(f"OpenAPI contract (docs/openapi.yaml): not a valid {name}:\n"
-                             + "\n".join(lines) + f"\n  value: {text[:600]}")
+                             + problems + f"\n  value: {_short(json.dumps(instance), 600)}")
 
 
 def _check_detail(method, path, response, expected):

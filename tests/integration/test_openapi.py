@@ -323,6 +323,21 @@ def test_real_responses_validate(server):
     call(bob, "POST", f"/api/messaging/rooms/{rid}/mark_read/", json={"message": m["id"]})
     call(alice, "GET", f"/api/messaging/rooms/{rid}/messages/")
     call(alice, "GET", f"/api/messaging/rooms/{rid}/events/")
+    call(bob, "GET", "/api/messaging/reads/", params={"room": rid})
+    rd = call(bob, "POST", "/api/messaging/reads/", json={"message": m["id"]}).json()
+    call(bob, "GET", f"/api/messaging/reads/{rd['id']}/")
+    call(bob, "PATCH", f"/api/messaging/reads/{rd['id']}/", json={})
+    call(alice, "DELETE", f"/api/messaging/reads/{rd['id']}/")               # 403
+    call(bob, "DELETE", f"/api/messaging/reads/{rd['id']}/")
+    re_ = call(bob, "POST", "/api/messaging/reactions/",
+               json={"message": m["id"], "emoji": "👍"}).json()
+    call(bob, "POST", "/api/messaging/reactions/", json={"message": m["id"], "emoji": "👍"})
+    call(bob, "POST", "/api/messaging/reactions/", json={"message": m["id"], "emoji": "a b"})
+    call(alice, "GET", "/api/messaging/reactions/", params={"message": m["id"]})
+    call(alice, "GET", f"/api/messaging/reactions/{re_['id']}/")
+    call(bob, "PUT", f"/api/messaging/reactions/{re_['id']}/", json={"emoji": "🎉"})
+    call(alice, "GET", f"/api/messaging/messages/{m['id']}/")                # reactions summary
+    call(alice, "POST", f"/api/messaging/messages/{m['id']}/forward/", json={"room": rid})
     call(alice, "DELETE", f"/api/messaging/messages/{m['id']}/")
     call(alice, "GET", f"/api/messaging/rooms/{rid}/events/", params={"after_seq": 1})
 
@@ -334,3 +349,17 @@ def test_real_responses_validate(server):
     assert len(checked) > 30
     assert not problems, f"{len(problems)} of {len(checked)} responses break the " \
         "contract:\n\n" + "\n\n".join(problems)
+
+
+def test_metrics_behind_a_token_validates(server_factory):
+    srv = server_factory({"metrics_token": "metrics-" + "t" * 30})
+    problems = []
+    for headers in ({}, {"Authorization": "Bearer wrong"},
+                    {"Authorization": "Bearer metrics-" + "t" * 30}):
+        with openapi_check.disabled():
+            r = srv.get("/metrics", headers=headers)
+        try:
+            validate_response("GET", "/metrics", r)
+        except AssertionError as exc:
+            problems.append(str(exc))
+    assert not problems, "\n\n".join(problems)

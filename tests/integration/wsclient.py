@@ -188,9 +188,12 @@ class WSClient:
                             f"within {timeout} s; last events: {self.tail()}") from None
         return found
 
-    async def expect_none(self, predicate, within, start=0):
-        """Fails if an event matching predicate arrives (from `start`) within
-        `within` seconds; waits on the socket meanwhile."""
+    async def expect_none(self, predicate, within, start=None):
+        """Fails if an event matching predicate arrives within `within`
+        seconds (looking from index `start`, by default from the events not
+        received yet); waits on the socket meanwhile."""
+        if start is None:
+            start = len(self.events)
         try:
             e = await self.wait_for(predicate, within, start=start)
         except WSTimeout:
@@ -342,6 +345,31 @@ class RawWS:
             elif opcode == 0x1:
                 data = json.loads(payload)
                 self.events.extend(data if isinstance(data, list) else [data])
+
+    def read_until(self, predicate, timeout=10.0):
+        """Reads (without waiting for the close) until an event satisfies
+        predicate; returns it."""
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while True:
+            for e in self.events[seen:]:
+                if predicate(e):
+                    return e
+            seen = len(self.events)
+            if self.eof or self.close_code is not None:
+                raise AssertionError(f"closed ({self.close_code}) while reading")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no matching event within {timeout} s")
+            self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(1 << 16)
+            except socket.timeout:
+                continue
+            if not chunk:
+                self.eof = True
+            self.buf += chunk
+            self._parse()
 
     def drain(self, timeout=10.0):
         """Reads until the server closes the connection (or `timeout`);
