@@ -291,6 +291,65 @@ s_op_free (op_t *op)
     json_decref (op->user_events);
 }
 
+/* --- one writer per room ------------------------------------------------- */
+
+/* Operations that change a room's timeline but name a message or reaction,
+   not the room: the gateway cannot tell their room, so it may pick any
+   persister. Each is forwarded to the persister that owns the room, so all
+   of a room's events are committed by one actor and reach the room shard in
+   seq order. (`key` is where the id comes from: the path or the body.) */
+static const struct {
+    const char *op;
+    const char *key;
+    const char *sql;
+} s_room_of[] = {
+    { "messages.update",  "params", "SELECT room_id FROM messages WHERE id = $1::uuid" },
+    { "messages.delete",  "params", "SELECT room_id FROM messages WHERE id = $1::uuid" },
+    { "messages.pin",     "params", "SELECT room_id FROM messages WHERE id = $1::uuid" },
+    { "messages.unpin",   "params", "SELECT room_id FROM messages WHERE id = $1::uuid" },
+    { "reactions.create", "body",   "SELECT room_id FROM messages WHERE id = $1::uuid" },
+    { "reactions.remove", "body",   "SELECT room_id FROM messages WHERE id = $1::uuid" },
+    { "reactions.update", "params", "SELECT m.room_id FROM reactions r JOIN messages m"
+                                    " ON m.id = r.message_id WHERE r.id = $1::uuid" },
+    { "reactions.delete", "params", "SELECT m.room_id FROM reactions r JOIN messages m"
+                                    " ON m.id = r.message_id WHERE r.id = $1::uuid" },
+    { NULL, NULL, NULL }
+};
+
+/* Forwards `env` to the persister owning its room and returns true, or
+   returns false when it runs here. */
+static bool
+s_forward_to_owner (actor_t *self, persister_t *p, envelope_t *env)
+{
+    const char *op = json_string_value (json_object_get (env->body, "op"));
+    int workers = actor_shard_count (actor_config (self), "persister");
+    if (!op || workers < 2 || !p->conn.pg)
+        return false;
+    for (int i = 0; s_room_of[i].op; i++) {
+        if (strcmp (s_room_of[i].op, op) != 0)
+            continue;
+        json_t *from = json_object_get (env->body, strcmp (s_room_of[i].key, "params") == 0
+                                                       ? "params" : "body");
+        const char *id = json_string_value (json_object_get (from, strcmp (s_room_of[i].key,
+                                                             "params") == 0 ? "id" : "message"));
+        if (!id || !op_is_uuid (id))
+            return false;
+        const char *params[] = { id };
+        PGresult *res = PQexecParams (p->conn.pg, s_room_of[i].sql, 1, NULL, params, NULL,
+                                      NULL, 0);
+        char owner[48] = "";
+        if (PQresultStatus (res) == PGRES_TUPLES_OK && PQntuples (res) == 1)
+            mailbox_shard_name (owner, sizeof owner, "persister", PQgetvalue (res, 0, 0),
+                                workers);
+        PQclear (res);
+        if (!owner[0] || strcmp (owner, actor_name (self)) == 0)
+            return false;
+        actor_figure_add (self, "forwarded", 1);
+        return actor_send (self, owner, env) == 0;
+    }
+    return false;
+}
+
 static void
 s_handle (actor_t *self, envelope_t **batch, size_t count)
 {
@@ -299,9 +358,11 @@ s_handle (actor_t *self, envelope_t **batch, size_t count)
     bool usable[count];
     bool in_tx = p->conn.pg && PQstatus (p->conn.pg) == CONNECTION_OK
                  && s_exec_simple (p, "BEGIN");
-    for (size_t i = 0; i < count; i++) {
+    for (size_t i = 0; i < count; i++)
         usable[i] = batch[i]->type == ENVELOPE_HTTP_REQUEST
-                    && s_op_from_envelope (self, p, batch[i], &ops[i]);
+                    && !s_forward_to_owner (self, p, batch[i]);
+    for (size_t i = 0; i < count; i++) {
+        usable[i] = usable[i] && s_op_from_envelope (self, p, batch[i], &ops[i]);
         if (!usable[i])
             continue;
         if (in_tx)
