@@ -62,6 +62,8 @@ typedef struct {
     zhashx_t *allowed;             /* Z85 public keys CURVE admits; empty: any    */
     zhashx_t *pending;             /* our HTTP_REQUEST id -> s_pending_t          */
     int persisters;
+    char base[300];                /* links in answers and events: public_url or
+                                      the gateway's own address                   */
     char assistant[40];            /* the assistant user's id, "" until known     */
     char assistant_request[ENVELOPE_ID_MAX + 1];
     int64_t assistant_asked;
@@ -95,7 +97,7 @@ s_publish (actor_t *self, bus_t *bus, const char *topic, const json_t *event,
     if (env) {
         snprintf (env->room, sizeof env->room, "%s", room ? room : "");
         snprintf (env->user, sizeof env->user, "%s", user ? user : "");
-        envelope_set_body (env, json_deep_copy (event));
+        envelope_set_body (env, json_incref ((json_t *) event));   /* read only */
         envelope_encode (env, &data, &size, &err);
     }
     if (data) {
@@ -341,7 +343,7 @@ s_run_command (actor_t *self, bus_t *bus, const s_command_t *c, envelope_t *cmd,
     snprintf (env->from, sizeof env->from, "%s", actor_name (self));
     envelope_set_body (env, json_pack ("{s:s s:s s:s s:s s:{} s:{} s:o s:{s:s s:b}}",
                                        "op", c->op, "method", c->method, "path", "/zmq/",
-                                       "base", actor_config (self)->public_url,
+                                       "base", bus->base,
                                        "params", "query", "body", body, "auth",
                                        "user", cmd->user, "service", 1));
     char to[48];
@@ -620,6 +622,13 @@ s_start (actor_t *self, char *error, size_t error_size)
     zsock_set_rcvhwm (bus->inject, BUS_INJECT_HWM);
     zsock_set_sndhwm (bus->inject, BUS_INJECT_HWM);
     zsock_set_linger (bus->inject, 0);
+    /* a peer sending more than twice the largest envelope is cut off;
+       up to that, an envelope too large gets its too_large reply */
+    zsock_set_maxmsgsize (bus->inject, 2 * ENVELOPE_MAX_BYTES);
+    snprintf (bus->base, sizeof bus->base, "%s", config->public_url);
+    if (!bus->base[0])
+        snprintf (bus->base, sizeof bus->base, "http://%s:%lld", config->http_host,
+                  (long long) config->http_port);
     if (config->curve_secret_key[0] && s_curve_setup (self, bus, error, error_size) != 0)
         return -1;
     if (s_bind (bus->events, "events_endpoint", config->events_endpoint, error, error_size)

@@ -20,6 +20,8 @@
 #define MEDIA_SPOOL_MAX_AGE_S 3600      /* a spool file older is a leftover */
 #define MEDIA_PENDING_MAX_MS  600000    /* unanswered persister requests    */
 #define MEDIA_MIME_MAX        128
+#define MEDIA_SNIFF_BYTES     (1024 * 1024)   /* libmagic reads at most this */
+#define S_DIR_MAX             (PATH_MAX - 80)   /* room for "/xx/<32 hex>.thumb.jpg" */
 
 static const char *const s_unavailable =
     "The service is unavailable; the request was not applied. Retry later.";
@@ -286,7 +288,7 @@ s_measure (actor_t *self, const char *path, const char *tmp_base, s_found_t *fou
     }
     VipsImage *thumb = NULL;
     if (vips_thumbnail (path, &thumb, MEDIA_THUMB_SIZE, "height", MEDIA_THUMB_SIZE,
-                        "size", VIPS_SIZE_DOWN, NULL) != 0)
+                        "size", VIPS_SIZE_DOWN, "fail_on", VIPS_FAIL_ON_ERROR, NULL) != 0)
         goto failed;
     bool alpha = vips_image_hasalpha (thumb);
     found->thumb_ext = alpha ? "png" : "jpg";
@@ -386,7 +388,7 @@ s_place (actor_t *self, media_t *m, const char *spool, s_found_t *found,
         return -1;
     }
     if (found->thumb_tmp[0]) {
-        snprintf (thumb_rel, 64, "%s.thumb.%s", rel, found->thumb_ext);
+        snprintf (thumb_rel, 64, "%.35s.thumb.%.3s", rel, found->thumb_ext);
         snprintf (thumb, sizeof thumb, "%s/%s", m->dir, thumb_rel);
         if (rename (found->thumb_tmp, thumb) != 0) {
             log_error (actor_name (self), "cannot store %s: %s", thumb, strerror (errno));
@@ -459,6 +461,43 @@ s_store_request (envelope_t *env, const s_found_t *found, const char *rel,
     return request;
 }
 
+/* Removes a placed file and its thumbnail (relative paths, "" for none). */
+static void
+s_unlink_placed (media_t *m, const char *rel, const char *thumb_rel)
+{
+    char path[PATH_MAX + 64];
+    snprintf (path, sizeof path, "%.*s/%.63s", S_DIR_MAX, m->dir, rel);
+    unlink (path);
+    if (thumb_rel[0]) {
+        snprintf (path, sizeof path, "%.*s/%.63s", S_DIR_MAX, m->dir, thumb_rel);
+        unlink (path);
+    }
+}
+
+/* Asks the persister of the room (or the uploader) to record the placed
+   upload; its answer comes to s_on_response. 0 or -1. */
+static int
+s_record (actor_t *self, media_t *m, envelope_t *env, const s_found_t *found,
+          const char *rel, const char *thumb_rel)
+{
+    s_pending_t *pending = calloc (1, sizeof *pending);
+    if (!pending)
+        return -1;
+    pending->kind = S_STORE;
+    snprintf (pending->gateway, sizeof pending->gateway, "%s", env->from);
+    snprintf (pending->re, sizeof pending->re, "%s", env->id);
+    snprintf (pending->file, sizeof pending->file, "%.*s/%.63s", S_DIR_MAX, m->dir, rel);
+    if (thumb_rel[0])
+        snprintf (pending->thumb, sizeof pending->thumb, "%.*s/%.63s", S_DIR_MAX, m->dir,
+                  thumb_rel);
+    json_t *request = s_store_request (env, found, rel, thumb_rel);
+    const char *key = json_string_value (json_object_get (json_object_get (request, "body"),
+                                                          "room"));
+    if (!key)
+        key = json_string_value (json_object_get (json_object_get (request, "auth"), "user"));
+    return s_send_op (self, m, request, key, pending);
+}
+
 /* MEDIA_STORE: examine, place, then have a persister record it. */
 static void
 s_store (actor_t *self, media_t *m, envelope_t *env)
@@ -467,57 +506,30 @@ s_store (actor_t *self, media_t *m, envelope_t *env)
     size_t n = strlen (m->incoming);
     s_refusal_t refusal = { 0 };
     s_found_t found = { .width = 0 };
-    if (!spool || strncmp (spool, m->incoming, n) != 0 || spool[n] != '/'
-        || strstr (spool + n, "..")) {
+    char rel[64] = "", thumb_rel[64] = "";
+    bool inside = spool && strncmp (spool, m->incoming, n) == 0 && spool[n] == '/'
+                  && !strstr (spool + n, "..");
+    if (!inside) {
         log_warn (actor_name (self), "refused a spool path outside %s", m->incoming);
         s_refuse (&refusal, 400, NULL, "Bad upload.");
-        s_answer_refusal (self, env, &refusal);
+    }
+    else if (s_examine (self, m, env, spool, &found, &refusal) == 0) {
+        if (s_place (self, m, spool, &found, rel, thumb_rel) != 0)
+            s_refuse (&refusal, 503, NULL, "%s", s_unavailable);
+        else if (s_record (self, m, env, &found, rel, thumb_rel) != 0) {
+            s_unlink_placed (m, rel, thumb_rel);
+            s_refuse (&refusal, 503, NULL, "%s", s_unavailable);
+        }
+        else
+            actor_figure_add (self, "uploads", 1);
+    }
+    if (!refusal.status)
         return;
-    }
-    if (s_examine (self, m, env, spool, &found, &refusal) != 0) {
-        unlink (spool);
-        if (found.thumb_tmp[0])
-            unlink (found.thumb_tmp);
-        s_answer_refusal (self, env, &refusal);
-        return;
-    }
-    char rel[64], thumb_rel[64];
-    if (s_place (self, m, spool, &found, rel, thumb_rel) != 0) {
-        unlink (spool);
-        if (found.thumb_tmp[0])
-            unlink (found.thumb_tmp);
-        s_refuse (&refusal, 503, NULL, "%s", s_unavailable);
-        s_answer_refusal (self, env, &refusal);
-        return;
-    }
-    s_pending_t *pending = calloc (1, sizeof *pending);
-    json_t *request = s_store_request (env, &found, rel, thumb_rel);
-    json_t *body = json_object_get (request, "body");
-    const char *key = json_string_value (json_object_get (body, "room"));
-    if (!key)
-        key = json_string_value (json_object_get (json_object_get (request, "auth"), "user"));
-    if (pending) {
-        pending->kind = S_STORE;
-        snprintf (pending->gateway, sizeof pending->gateway, "%s", env->from);
-        snprintf (pending->re, sizeof pending->re, "%s", env->id);
-        snprintf (pending->file, sizeof pending->file, "%s/%s", m->dir, rel);
-        if (thumb_rel[0])
-            snprintf (pending->thumb, sizeof pending->thumb, "%s/%s", m->dir, thumb_rel);
-    }
-    char file[PATH_MAX + 64], thumb[PATH_MAX + 64] = "";
-    snprintf (file, sizeof file, "%s/%s", m->dir, rel);
-    if (thumb_rel[0])
-        snprintf (thumb, sizeof thumb, "%s/%s", m->dir, thumb_rel);
-    if (!pending || s_send_op (self, m, request, key, pending) != 0) {
-        if (!pending)
-            json_decref (request);
-        unlink (file);
-        if (thumb[0])
-            unlink (thumb);
-        s_refuse (&refusal, 503, NULL, "%s", s_unavailable);
-        s_answer_refusal (self, env, &refusal);
-    }
-    actor_figure_add (self, "uploads", 1);
+    if (inside)
+        unlink (spool);         /* still there unless it was renamed */
+    if (found.thumb_tmp[0])
+        unlink (found.thumb_tmp);
+    s_answer_refusal (self, env, &refusal);
 }
 
 /* --- purging revoked attachments ------------------------------------------ */
@@ -613,6 +625,15 @@ s_on_response (actor_t *self, media_t *m, envelope_t *env)
 
 /* --- the actor ------------------------------------------------------------ */
 
+/* libvips warnings (a corrupt image gives one per tile) go to the debug
+   log, not stderr. */
+static void
+s_vips_log (const gchar *domain, GLogLevelFlags level, const gchar *message, gpointer data)
+{
+    (void) domain, (void) level, (void) data;
+    log_debug ("media", "libvips: %s", message);
+}
+
 static void
 s_pending_free (void **item)
 {
@@ -638,7 +659,9 @@ s_start (actor_t *self, char *error, size_t error_size)
         return -1;
     }
     m->magic = magic_open (MAGIC_MIME_TYPE | MAGIC_ERROR);
-    if (!m->magic || magic_load (m->magic, NULL) != 0) {
+    size_t bytes_max = MEDIA_SNIFF_BYTES;
+    if (!m->magic || magic_load (m->magic, NULL) != 0
+        || magic_setparam (m->magic, MAGIC_PARAM_BYTES_MAX, &bytes_max) != 0) {
         snprintf (error, error_size, "libmagic: cannot load its database: %s",
                   m->magic ? magic_error (m->magic) : "out of memory");
         return -1;
@@ -651,6 +674,8 @@ s_start (actor_t *self, char *error, size_t error_size)
     }
     vips_cache_set_max (0);
     vips_concurrency_set (1);
+    g_log_set_handler ("VIPS", G_LOG_LEVEL_WARNING | G_LOG_LEVEL_MESSAGE | G_LOG_LEVEL_INFO,
+                       s_vips_log, NULL);
     if (actor_index (self) == 0)
         s_sweep_spool (self, m);
     m->next_sweep = zclock_mono () + MEDIA_SWEEP_EVERY_MS;

@@ -2,7 +2,7 @@
  *  signals, shutdown in reverse order.
  *
  *  Start-up: persisters (connect, migrate), presence (Redis), bus, room and
- *  user shards, then the gateways last, so nothing is accepted before the actors
+ *  user shards, media, notifier (SMTP), scheduler, then the gateways last, so nothing is accepted before the actors
  *  behind it are ready. A failure anywhere stops what started and exits 1
  *  with a message naming the cause. SIGINT/SIGTERM stop the gateways first
  *  (no new work), then the rest.
@@ -20,9 +20,11 @@
 #include "gateway.h"
 #include "log.h"
 #include "media.h"
+#include "notifier.h"
 #include "persister.h"
 #include "presence.h"
 #include "room.h"
+#include "scheduler.h"
 #include "token.h"
 #include "user.h"
 
@@ -119,7 +121,9 @@ s_start (parleyd_t *self, const config_t *config)
         || s_spawn_all (self, &bus_actor, 1, config)
         || s_spawn_all (self, &room_actor, actor_shard_count (config, "room"), config)
         || s_spawn_all (self, &user_actor, actor_shard_count (config, "user"), config)
-        || s_spawn_all (self, &media_actor, (int) config->media_workers, config))
+        || s_spawn_all (self, &media_actor, (int) config->media_workers, config)
+        || s_spawn_all (self, &notifier_actor, 1, config)
+        || s_spawn_all (self, &scheduler_actor, 1, config))
         return -1;
     for (int i = 0; i < config->gateway_threads && self->count < MAX_ACTORS; i++) {
         char error[600];

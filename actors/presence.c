@@ -150,6 +150,7 @@ s_typing_event (actor_t *self, const char *room, const char *user, bool is_typin
                                        payload, "except", user));
     free (payload);
     actor_send_gateways (self, env);
+    actor_send (self, "bus.0", env);          /* published on room.<id> */
     envelope_destroy (&env);
 }
 

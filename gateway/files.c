@@ -409,46 +409,37 @@ files_upload_complete (gateway_t *gw, struct lws *wsi, gw_session_t *pss, json_t
 
 /* --- downloads ------------------------------------------------------------ */
 
-void
-files_serve (gateway_t *gw, struct lws *wsi, gw_session_t *pss, json_t *file)
+/* Opens the stored file `rel` under the media directory: the descriptor
+   and its size, or -1 when it is not there (logged). */
+static int
+s_open_stored (gateway_t *gw, const char *rel, uint64_t *size)
 {
-    const char *rel = json_string_value (json_object_get (file, "path"));
-    const char *mime = json_string_value (json_object_get (file, "mime"));
-    const char *name = json_string_value (json_object_get (file, "name"));
     char dir[PATH_MAX], full[PATH_MAX + 128];
     media_dir (gw->config, dir, sizeof dir);
-    int fd = -1;
+    if (!media_path_valid (rel))
+        return -1;
+    snprintf (full, sizeof full, "%s/%s", dir, rel);
+    int fd = open (full, O_RDONLY | O_CLOEXEC);
     struct stat st;
-    if (media_path_valid (rel) && mime && strlen (mime) < sizeof pss->file_mime) {
-        snprintf (full, sizeof full, "%s/%s", dir, rel);
-        fd = open (full, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0 && fstat (fd, &st) == 0 && S_ISREG (st.st_mode) && st.st_size > 0) {
+        *size = (uint64_t) st.st_size;
+        return fd;
     }
-    if (fd < 0 || fstat (fd, &st) != 0 || !S_ISREG (st.st_mode) || st.st_size == 0) {
-        if (fd >= 0)
-            close (fd);
-        else if (rel)
-            log_warn (gw->name, "attachment file %s is missing", rel);
-        http_respond_detail (gw, wsi, pss, 404, "Not found.");
-        return;
-    }
-    uint64_t size = (uint64_t) st.st_size, first = 0, last = size - 1;
-    int status = 200;
-    char range[256] = "", value[1200];
-    if (lws_hdr_copy (wsi, range, sizeof range, WSI_TOKEN_HTTP_RANGE) > 0
-        && lws_hdr_total_length (wsi, WSI_TOKEN_HTTP_IF_RANGE) <= 0) {
-        int r = files_parse_range (range, size, &first, &last);
-        if (r < 0) {
-            close (fd);
-            snprintf (value, sizeof value, "bytes */%llu", (unsigned long long) size);
-            http_add_header (pss, "Content-Range", value);
-            http_respond_detail (gw, wsi, pss, 416, "Requested range not satisfiable.");
-            return;
-        }
-        if (r > 0 && (first > 0 || last < size - 1))
-            status = 206;
-    }
-    bool is_inline = json_is_true (json_object_get (file, "inline"));
-    files_disposition (name ? name : "file", is_inline, value, sizeof value);
+    log_warn (gw->name, "attachment file %s is missing", full);
+    if (fd >= 0)
+        close (fd);
+    return -1;
+}
+
+/* The headers of a file answer: type sniffing off, disposition, ranges. */
+static void
+s_file_headers (gw_session_t *pss, json_t *file, int status, uint64_t first,
+                uint64_t last, uint64_t size)
+{
+    const char *name = json_string_value (json_object_get (file, "name"));
+    char value[1200];
+    files_disposition (name ? name : "file", json_is_true (json_object_get (file, "inline")),
+                       value, sizeof value);
     http_add_header (pss, "Content-Disposition", value);
     http_add_header (pss, "X-Content-Type-Options", "nosniff");
     http_add_header (pss, "Content-Security-Policy", "default-src 'none'; sandbox");
@@ -459,13 +450,38 @@ files_serve (gateway_t *gw, struct lws *wsi, gw_session_t *pss, json_t *file)
                   (unsigned long long) last, (unsigned long long) size);
         http_add_header (pss, "Content-Range", value);
     }
-    free (pss->out);
-    pss->out = malloc (LWS_PRE + FILES_CHUNK);
-    if (!pss->out) {
-        close (fd);
-        http_respond_detail (gw, wsi, pss, 503, s_unavailable);
+}
+
+void
+files_serve (gateway_t *gw, struct lws *wsi, gw_session_t *pss, json_t *file)
+{
+    const char *mime = json_string_value (json_object_get (file, "mime"));
+    uint64_t size = 0;
+    int fd = mime && strlen (mime) < sizeof pss->file_mime
+        ? s_open_stored (gw, json_string_value (json_object_get (file, "path")), &size) : -1;
+    if (fd < 0) {
+        http_respond_detail (gw, wsi, pss, 404, "Not found.");
         return;
     }
+    uint64_t first = 0, last = size - 1;
+    char range[256] = "";
+    int ranged = 0;
+    if (lws_hdr_copy (wsi, range, sizeof range, WSI_TOKEN_HTTP_RANGE) > 0
+        && lws_hdr_total_length (wsi, WSI_TOKEN_HTTP_IF_RANGE) <= 0)
+        ranged = files_parse_range (range, size, &first, &last);
+    pss->out = ranged >= 0 ? realloc (pss->out, LWS_PRE + FILES_CHUNK) : pss->out;
+    if (ranged < 0 || !pss->out) {
+        close (fd);
+        char value[64];
+        snprintf (value, sizeof value, "bytes */%llu", (unsigned long long) size);
+        if (ranged < 0)
+            http_add_header (pss, "Content-Range", value);
+        http_respond_detail (gw, wsi, pss, ranged < 0 ? 416 : 503, ranged < 0
+                             ? "Requested range not satisfiable." : s_unavailable);
+        return;
+    }
+    int status = ranged > 0 ? 206 : 200;
+    s_file_headers (pss, file, status, first, last, size);
     snprintf (pss->file_mime, sizeof pss->file_mime, "%s", mime);
     pss->file_fd = fd;
     pss->file_open = true;

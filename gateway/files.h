@@ -22,6 +22,9 @@
 #include <stdint.h>
 #include "http.h"
 
+/* An upload being read (the session's `upload`). */
+typedef struct files_upload_t files_upload_t;
+
 /* True when the request's body is multipart/form-data. */
 bool files_is_multipart (struct lws *wsi);
 

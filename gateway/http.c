@@ -16,10 +16,15 @@ static const char *const s_unavailable =
 
 /* --- answers -------------------------------------------------------------- */
 
+static void s_add_header (gw_session_t *pss, const char *name, const char *value);
+
 void
 http_respond (gateway_t *gw, struct lws *wsi, gw_session_t *pss, int status,
               const char *content_type, const char *body, size_t len)
 {
+    /* API.md §0: every 401, whoever decided it, names the scheme */
+    if (status == 401 && !json_object_get (pss->out_headers, "WWW-Authenticate"))
+        s_add_header (pss, "WWW-Authenticate", "Bearer realm=\"api\"");
     free (pss->out);
     pss->out = malloc (LWS_PRE + len + 1);
     if (pss->out && len)
@@ -97,6 +102,12 @@ s_write_headers (struct lws *wsi, gw_session_t *pss)
                 return -1;
         }
     }
+    /* the connection ends after this answer (its body was not read): say
+       so, or a keep-alive client reuses it and loses its next request */
+    if (pss->close_after
+        && lws_add_http_header_by_name (wsi, (const unsigned char *) "connection:",
+                                        (const unsigned char *) "close", 5, &p, end))
+        return -1;
     if (lws_finalize_write_http_header (wsi, start, &p, end))
         return -1;
     pss->headers_sent = true;
@@ -257,7 +268,6 @@ s_authenticate (gateway_t *gw, struct lws *wsi, gw_session_t *pss)
         char user[TOKEN_ID_SIZE];
         if (strncasecmp (header, "Bearer ", 7) != 0
             || token_verify (gw->config->jwt_secret, header + 7, "access", user, NULL) != 0) {
-            s_add_header (pss, "WWW-Authenticate", "Bearer realm=\"api\"");
             http_respond_detail (gw, wsi, pss, 401, "Given token not valid for any token type");
             return -1;
         }
@@ -283,7 +293,6 @@ s_authenticate (gateway_t *gw, struct lws *wsi, gw_session_t *pss)
     }
     if (pss->route->flags & ROUTE_ANON)
         return 0;
-    s_add_header (pss, "WWW-Authenticate", "Bearer realm=\"api\"");
     http_respond_detail (gw, wsi, pss, 401, "Authentication credentials were not provided.");
     return -1;
 }

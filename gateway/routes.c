@@ -72,8 +72,8 @@ const route_t routes_table[] = {
 
     { GW_POST,   M "attachments/",           "attachments.create", ROUTE_MULTIPART },
     { GW_GET,    M "attachments/{id}/",      "attachments.retrieve", 0 },
-    { GW_GET,    M "attachments/{id}/download/",  "attachments.download", 0 },
-    { GW_GET,    M "attachments/{id}/thumbnail/", "attachments.thumbnail", 0 },
+    { GW_GET,    M "attachments/{id}/download/",  "attachments.download", ROUTE_FILE },
+    { GW_GET,    M "attachments/{id}/thumbnail/", "attachments.thumbnail", ROUTE_FILE },
 
     { GW_GET,    "/api/admin/schedules/",            "admin.schedules", 0 },
     { GW_GET,    "/api/admin/schedules/{name}/",     "admin.schedule", 0 },

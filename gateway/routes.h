@@ -22,6 +22,8 @@ enum {
     ROUTE_LOCAL     = 1 << 1,   /* answered by the gateway itself           */
     ROUTE_MULTIPART = 1 << 2,   /* accepts multipart/form-data uploads      */
     ROUTE_SEND      = 1 << 3,   /* a message send: rate limited per user    */
+    ROUTE_FILE      = 1 << 4,   /* a 200 answer names a file the gateway
+                                   serves (gateway/files.h)                 */
 };
 
 typedef struct {

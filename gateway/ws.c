@@ -44,9 +44,13 @@ struct ws_conn_t {
     zhashx_t *subs;          /* room id -> sub_t                             */
     zlistx_t *queue;         /* frame_t waiting to be written                */
     size_t queued;           /* their bytes                                  */
+    size_t held;             /* bytes of live events held during resumes     */
     char *rx;                /* a message being reassembled from fragments   */
     size_t rx_len;
     zlistx_t *backlog;       /* commands (json_t) received before ready      */
+    zlistx_t *early;         /* frame_t for the user that came before ready  */
+    json_t *resume_next;     /* the next page of a resume: {rooms, ref}, sent
+                                once the queue has drained                   */
     zlistx_t *typing;        /* rooms this connection said it types in       */
 };
 
@@ -137,6 +141,9 @@ s_close (ws_conn_t *conn, int code)
 }
 
 static int s_write_queued (ws_conn_t *conn);
+static void s_resume_next (ws_conn_t *conn);
+static json_int_t s_resume_budget (ws_conn_t *conn);
+static const ws_command_t *s_command (const char *type);
 
 /* Writes what the socket takes right now, until `limit` bytes or fewer are
    queued. One inbox drain can queue a whole persister batch (64 acks and
@@ -273,7 +280,11 @@ ws_on_writeable (gateway_t *gw, struct lws *wsi, gw_session_t *pss)
         lws_close_reason (wsi, (enum lws_close_status) conn->close_code, NULL, 0);
         return -1;
     }
-    return s_write_queued (conn);
+    if (s_write_queued (conn) != 0)
+        return -1;
+    if (conn->resume_next && !zlistx_size (conn->queue))
+        s_resume_next (conn);
+    return 0;
 }
 
 /* --- indexes ------------------------------------------------------------ */
@@ -357,10 +368,11 @@ s_subscribe (ws_conn_t *conn, const char *room, int64_t after)
 }
 
 static void
-s_sub_release_held (sub_t *sub)
+s_sub_release_held (ws_conn_t *conn, sub_t *sub)
 {
     held_t *held;
     while (sub->held && (held = zlistx_detach (sub->held, NULL))) {
+        conn->held -= held->frame->len;
         s_frame_unref (&held->frame);
         free (held);
     }
@@ -374,7 +386,7 @@ s_unsubscribe (ws_conn_t *conn, const char *room)
     if (!sub)
         return;
     s_list_remove (conn->gw->rooms, room, sub->handle);
-    s_sub_release_held (sub);
+    s_sub_release_held (conn, sub);
     free (sub);
     zhashx_delete (conn->subs, room);
 }
@@ -490,6 +502,7 @@ ws_on_established (gateway_t *gw, struct lws *wsi, gw_session_t *pss)
     conn->subs = zhashx_new ();
     conn->queue = zlistx_new ();
     conn->backlog = zlistx_new ();
+    conn->early = zlistx_new ();
     conn->typing = zlistx_new ();
     zlistx_set_destructor (conn->typing, (zlistx_destructor_fn *) zstr_free);
     zlistx_set_duplicator (conn->typing, (zlistx_duplicator_fn *) strdup);
@@ -583,6 +596,10 @@ ws_on_closed (gateway_t *gw, gw_session_t *pss)
     while ((command = zlistx_detach (conn->backlog, NULL)))
         json_decref (command);
     zlistx_destroy (&conn->backlog);
+    while ((frame = zlistx_detach (conn->early, NULL)))
+        s_frame_unref (&frame);
+    zlistx_destroy (&conn->early);
+    json_decref (conn->resume_next);
     zlistx_destroy (&conn->typing);
     free (conn->rx);
     zhashx_delete (gw->conns, conn->id);
@@ -666,6 +683,8 @@ s_handle_op (ws_conn_t *conn, const ws_command_t *c, json_t *command, json_t *re
             }
         }
     }
+    if (resuming)
+        json_object_set_new (command, "budget", json_integer (s_resume_budget (conn)));
     ws_request_t *pending = s_send_op (conn, c, params, command, ref);
     if (resuming && pending)
         pending->rooms = resuming;
@@ -816,6 +835,11 @@ s_on_hello (ws_conn_t *conn, json_t *body)
         s_subscribe (conn, room, json_integer_value (last));
     conn->ready = true;
     s_send_json (conn, json_pack ("{s:s s:s}", "type", "ready", "user", conn->user));
+    frame_t *frame;
+    while ((frame = zlistx_detach (conn->early, NULL))) {
+        s_enqueue (conn, frame);
+        s_frame_unref (&frame);
+    }
     json_t *command;
     while (conn->ready && !conn->close_code
            && (command = zlistx_detach (conn->backlog, NULL))) {
@@ -830,6 +854,7 @@ s_resume_done (ws_conn_t *conn, sub_t *sub)
 {
     held_t *held;
     while (sub->held && (held = zlistx_detach (sub->held, NULL))) {
+        conn->held -= held->frame->len;
         if (held->seq > sub->seq) {
             s_enqueue (conn, held->frame);
             sub->seq = held->seq;
@@ -839,6 +864,38 @@ s_resume_done (ws_conn_t *conn, sub_t *sub)
     }
     zlistx_destroy (&sub->held);
     sub->resuming = false;
+}
+
+/* Bytes of events one resume page may carry: half the queue bound (the
+   operation caps it at 512 KiB), so a page fits a reading client's queue. */
+static json_int_t
+s_resume_budget (ws_conn_t *conn)
+{
+    return (json_int_t) (conn->gw->config->ws_queue_max / 2);
+}
+
+/* Asks for the next page of a resume (conn->resume_next). */
+static void
+s_resume_next (ws_conn_t *conn)
+{
+    json_t *next = conn->resume_next;
+    conn->resume_next = NULL;
+    if (!next)
+        return;
+    json_t *rooms = json_object_get (next, "rooms");
+    json_t *ref = json_object_get (next, "ref");
+    json_t *command = json_pack ("{s:s s:O s:I}", "type", "resume", "rooms", rooms,
+                                 "budget", (json_int_t) s_resume_budget (conn));
+    json_t *params = json_object ();
+    ws_request_t *req = s_send_op (conn, s_command ("resume"), params, command,
+                                   json_is_null (ref) ? NULL : ref);
+    if (req)
+        req->rooms = json_incref (rooms);
+    else
+        s_resume_abort (conn, rooms);
+    json_decref (params);
+    json_decref (command);
+    json_decref (next);
 }
 
 /* A resume failed: the rooms it held deliver live events again (the
@@ -907,17 +964,16 @@ s_on_resume (ws_conn_t *conn, ws_request_t *req, json_t *body)
             json_object_set_new (again, room,
                                  json_integer (((sub_t *) zhashx_lookup (conn->subs, room))->seq));
     if (json_object_size (again)) {
-        json_t *command = json_pack ("{s:s s:O}", "type", "resume", "rooms", again);
-        json_t *params = json_object ();
-        ws_request_t *next = s_send_op (conn, s_command ("resume"), params, command, req->ref);
-        if (next)
-            next->rooms = again;
-        else {
-            s_resume_abort (conn, again);
-            json_decref (again);
-        }
-        json_decref (params);
-        json_decref (command);
+        /* the next page once this one is written: a replay never queues
+           more than one page (WS_RESUME_BUDGET) for a client that reads */
+        if (conn->resume_next)             /* another resume's next page */
+            s_resume_next (conn);
+        conn->resume_next = json_pack ("{s:o s:O}", "rooms", again,
+                                       "ref", req->ref ? req->ref : json_null ());
+        if (zlistx_size (conn->queue))
+            lws_callback_on_writable (conn->wsi);
+        else
+            s_resume_next (conn);
         return;
     }
     json_decref (again);
@@ -1032,6 +1088,30 @@ s_membership (gateway_t *gw, const char *room, const char *type, int64_t seq,
     json_decref (event);
 }
 
+/* Keeps a live event while the room replays. What is held counts against
+   the queue bound too: a client too slow to finish its resume is cut off. */
+static void
+s_hold (ws_conn_t *conn, sub_t *sub, int64_t seq, frame_t *frame)
+{
+    if (!frame || conn->close_code)
+        return;
+    if (conn->queued + conn->held + frame->len > (size_t) conn->gw->config->ws_queue_max) {
+        metrics_add (conn->gw->metrics, "ws_slow_consumers_closed_total", 1);
+        log_info (conn->gw->name, "connection %s of user %s cannot keep up with its resume:"
+                  " closing 1013", conn->id, conn->user);
+        s_close (conn, 1013);
+        return;
+    }
+    held_t *held = calloc (1, sizeof *held);
+    if (!held)
+        return;
+    held->seq = seq;
+    held->frame = frame;
+    frame->refs++;
+    conn->held += frame->len;
+    zlistx_add_end (sub->held, held);
+}
+
 void
 ws_on_room_event (gateway_t *gw, envelope_t *env)
 {
@@ -1050,11 +1130,7 @@ ws_on_room_event (gateway_t *gw, envelope_t *env)
             continue;              /* already had it: no duplicates */
         frame_t *frame = s_frame_for (conn, json, &mp);
         if (sub->resuming) {
-            held_t *held = calloc (1, sizeof *held);
-            held->seq = seq;
-            held->frame = frame;
-            frame->refs++;
-            zlistx_add_end (sub->held, held);
+            s_hold (conn, sub, seq, frame);
             continue;
         }
         s_enqueue (conn, frame);
@@ -1065,14 +1141,24 @@ ws_on_room_event (gateway_t *gw, envelope_t *env)
     s_membership (gw, env->room, type, seq, payload, false);
 }
 
-/* Delivers an ephemeral frame to a list of connections, but `except`'s. */
+/* Delivers an ephemeral frame to a list of connections, but `except`'s.
+   A connection still loading its rooms gets it right after "ready" (its
+   own presence going online, a notification, arrive in that window). */
 static void
 s_deliver_ephemeral (zlistx_t *conns, frame_t *json, frame_t **mp, const char *except)
 {
     for (ws_conn_t *conn = conns ? zlistx_first (conns) : NULL; conn;
-         conn = zlistx_next (conns))
-        if (conn->ready && (!except || strcmp (conn->user, except) != 0))
-            s_enqueue (conn, s_frame_for (conn, json, mp));
+         conn = zlistx_next (conns)) {
+        if (except && strcmp (conn->user, except) == 0)
+            continue;
+        frame_t *frame = s_frame_for (conn, json, mp);
+        if (conn->ready)
+            s_enqueue (conn, frame);
+        else if (frame && zlistx_size (conn->early) < WS_BACKLOG_MAX) {
+            frame->refs++;
+            zlistx_add_end (conn->early, frame);
+        }
+    }
 }
 
 void

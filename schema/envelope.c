@@ -595,7 +595,7 @@ envelope_peek_id (const void *data, size_t size, char *id, size_t id_size)
 {
     if (id_size)
         id[0] = '\0';
-    if (!data || size == 0 || size > ENVELOPE_MAX_BYTES)
+    if (!data || size == 0)          /* any size: it only scans what is there */
         return -1;
     s_reader_t r = { data, data, (const uint8_t *) data + size, S_WIRE_DEPTH,
                      ENVELOPE_MAX_VALUES, ENVELOPE_ERR_OK, 0 };

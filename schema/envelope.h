@@ -95,9 +95,9 @@ int envelope_encode (const envelope_t *self, char **data, size_t *size,
 envelope_t *envelope_decode (const void *data, size_t size, envelope_err_t *err,
                              char *detail, size_t detail_size);
 
-/* Reads the `id` of an envelope that may not decode (for an error reply):
-   scans the top-level map for "id", skipping other values with the
-   decoder's bounds. 0 with the id copied (NUL-terminated), or -1 when no
+/* Reads the `id` of an envelope that may not decode (for an error reply),
+   even one too large: scans the top-level map for "id", skipping other
+   values with the decoder's depth and value-count bounds. 0 with the id copied (NUL-terminated), or -1 when no
    string id of at most ENVELOPE_ID_MAX bytes can be read. */
 int envelope_peek_id (const void *data, size_t size, char *id, size_t id_size);
 

@@ -408,8 +408,10 @@ s_check_attachment (op_t *op, s_draft_t *draft)
         return found;
     }
     size_t prefix = strlen (draft->type);
+    /* SVG is served as a download, never as an image (media.h) */
     if (strcmp (draft->type, "file") != 0
-        && (strncmp (mime, draft->type, prefix) != 0 || mime[prefix] != '/')) {
+        && (strncmp (mime, draft->type, prefix) != 0 || mime[prefix] != '/'
+            || strstr (mime, "svg"))) {
         op_field_error (op, "attachment", "The attachment does not fit message_type.");
         return 0;
     }
@@ -511,10 +513,17 @@ s_insert (op_t *op, s_draft_t *d)
     PQclear (res);
     if (!event)
         return -1;
+    char id[40];
+    snprintf (id, sizeof id, "%s",
+              json_string_value (json_object_get (json_object_get (event, "message"), "id")));
     op_reply (op, 201, json_incref (json_object_get (event, "message")));
     op_room_event (op, d->room, seq, "message.new", event);
     op_room_event_room_type (op, room_type);    /* ai rooms: also ai.<room> */
-    return 0;
+    /* notifications (API.md §2.6) in the same transaction; a group message
+       without mentions makes none */
+    if (strcmp (room_type, "direct") != 0 && (!d->mentions || strcmp (d->mentions, "{}") == 0))
+        return 0;
+    return ops_notify_message (op, id) < 0 ? -1 : 0;
 }
 
 /* s_insert, idempotent on (sender, client_id): a concurrent send with the

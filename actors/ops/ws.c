@@ -9,6 +9,7 @@
 
 #define WS_RESUME_MAX_BEHIND 5000          /* API.md §3: resume.truncated   */
 #define WS_RESUME_BUDGET     (512 * 1024)  /* bytes of events per answer    */
+#define WS_RESUME_BUDGET_MIN (4 * 1024)
 #define WS_RESUME_BATCH      "500"
 
 /* {rooms: {room id: last_seq}} for the caller's rooms. */
@@ -70,8 +71,10 @@ s_resume_room (op_t *op, const char *room, long long after, size_t *budget, json
     return 0;
 }
 
-/* resume {rooms: {room id: last_seq}} -> {rooms: {room id: {events, more?,
-   truncated?, error?}}}; the gateway asks again while `more`. */
+/* resume {rooms: {room id: last_seq}, budget?} -> {rooms: {room id: {events,
+   more?, truncated?, error?}}}; the gateway asks again while `more`. The
+   gateway may ask for smaller pages (`budget` bytes, e.g. to stay within a
+   small ws_queue_max); never larger than WS_RESUME_BUDGET. */
 static int
 s_resume (op_t *op)
 {
@@ -81,7 +84,9 @@ s_resume (op_t *op)
         return 0;
     }
     json_t *out = json_object ();
-    size_t budget = WS_RESUME_BUDGET;
+    json_int_t asked = json_integer_value (json_object_get (op->body, "budget"));
+    size_t budget = asked >= WS_RESUME_BUDGET_MIN && asked < WS_RESUME_BUDGET
+                    ? (size_t) asked : WS_RESUME_BUDGET;
     const char *room;
     json_t *last;
     json_object_foreach (rooms, room, last) {

@@ -3,7 +3,7 @@
  *  Run from the repo root: ./fuzz_envelope -max_len=4096 -max_total_time=300 corpus_dir/
  *
  *  libFuzzer target for the envelope codec: every input goes through
- *  envelope_decode and envelope_msgpack_to_json, and whatever they accept
+ *  envelope_decode, envelope_peek_id and envelope_msgpack_to_json, and whatever they accept
  *  must encode again and decode to the same value (a crash, leak, sanitizer
  *  report or failed check is a finding).
  */
@@ -34,6 +34,10 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
         free (bytes);
     }
     envelope_destroy (&env);
+
+    char id[ENVELOPE_ID_MAX + 1];
+    if (envelope_peek_id (data, size, id, sizeof id) == 0 && strlen (id) > ENVELOPE_ID_MAX)
+        abort ();                           /* the bound it promises */
 
     json_t *value = envelope_msgpack_to_json (data, size, &err);
     if (value) {

@@ -4,14 +4,14 @@ events, then is disconnected with 1013 before its queue passes the bound
 receiving everything in order; the cut-off client resumes afterwards.
 
 The slow client is a bare socket (wsclient.RawWS) with a small receive
-buffer that does not read at all until the server has given up on it.
+buffer that reads only when the test says so.  Also: bursts bigger than
+the bound to a client that reads are fine, a replay far over the bound is
+paced, and live events held during a stalled replay count against the
+bound.
 """
 
 import re
-import time
 import uuid
-
-import pytest
 
 from wsclient import RawWS, WSClient, run, seqs
 
@@ -119,8 +119,9 @@ def test_slow_consumer_is_cut_off_while_fast_ones_keep_receiving(server):
 
 def test_fast_consumer_of_big_bursts_is_not_cut_off(server):
     """Pipelined sends of large messages: one persister batch answers with
-    many acks and events at once, far more than ws_queue_max; a client that
-    reads is not a slow consumer."""
+    several acks and events at once, more than ws_queue_max; a client that
+    reads is not a slow consumer (the gateway writes what the socket takes
+    before it judges the queue)."""
     alice, bob = server.user(), server.user()
     room_obj = group(alice, bob)
     room, start = room_obj["id"], room_obj["last_seq"]
@@ -129,13 +130,10 @@ def test_fast_consumer_of_big_bursts_is_not_cut_off(server):
     async def go():
         a = await WSClient.connect(server, alice)
         b = await WSClient.connect(server, bob)
-        refs = []
-        for i in range(120):
-            ref, cmd = a.command("message.send", room=room, content=f"{i} {big}")
-            refs.append(ref)
-            await a.send(cmd)
-        for ref in refs:
-            assert (await a.answer(ref, 30))["type"] == "ack"
+        # 8 in flight: bursts of ~150 KB of acks and events, over twice the bound
+        answers = await a.pipeline([("message.send", {"room": room, "content": f"{i} {big}"})
+                                    for i in range(120)], window=8)
+        assert all(x["type"] == "ack" for x in answers)
         end = start + 120
         for ws in (a, b):
             await ws.wait_for(lambda e: e.get("seq") == end and e.get("room") == room, 30)
@@ -143,4 +141,62 @@ def test_fast_consumer_of_big_bursts_is_not_cut_off(server):
             assert not ws.closed
         await a.close()
         await b.close()
+    run(go(), 120)
+
+
+def test_resume_of_a_backlog_far_over_the_bound_is_paced(server):
+    """A replay of ~20 times ws_queue_max goes out page by page, each page
+    asked for once the previous one is written: a client that reads gets
+    it all and is not cut off."""
+    alice, bob = server.user(), server.user()
+    room_obj = group(alice, bob)
+    room, start = room_obj["id"], room_obj["last_seq"]
+    big = "w" * 8000
+
+    async def go():
+        a = await WSClient.connect(server, alice)
+        answers = await a.pipeline([("message.send", {"room": room, "content": f"{i} {big}"})
+                                    for i in range(160)], window=4)
+        assert all(x["type"] == "ack" for x in answers)
+        await a.close()
+        end = start + 160
+        b = await WSClient.connect(server, bob, ready=False, rcvbuf=8192)
+        ref, cmd = b.command("resume", rooms={room: start})
+        await b.send(cmd)
+        assert (await b.answer(ref, 60))["type"] == "ack"
+        assert seqs(b.events, room) == list(range(start + 1, end + 1))
+        assert not b.closed
+        await b.close()
+    run(go(), 120)
+
+
+def test_live_events_held_during_a_stalled_resume_count_against_the_bound(server):
+    """A client that asks for a long replay and does not read: its replay
+    stalls (pages wait for the queue to drain) while live events of the room
+    are held for after it; those count against ws_queue_max too, so the
+    server cuts it off (1013) instead of holding them without end."""
+    alice, carol = server.user(), server.user()
+    room_obj = group(alice, carol)
+    room, start = room_obj["id"], room_obj["last_seq"]
+    big = "v" * 8000
+    cut_off = re.compile(rf"user {re.escape(carol.id)} cannot keep up")
+
+    async def go():
+        a = await WSClient.connect(server, alice)
+        answers = await a.pipeline([("message.send", {"room": room, "content": f"{i} {big}"})
+                                    for i in range(400)], window=8)
+        assert all(x["type"] == "ack" for x in answers)
+        slow = RawWS(server, carol.token, rcvbuf=4096)
+        slow.send({"type": "resume", "ref": "r", "rooms": {room: start}})
+        n = 0
+        while not cut_off.search(server.log_since_start()):
+            assert n < 300, "the stalled resume was never cut off"
+            await a.request("message.send", room=room, content=f"live {n} {big}")
+            n += 1
+        assert slow.drain(10) == 1013
+        slow.close()
+        got = seqs(slow.events, room)
+        assert got == list(range(start + 1, start + 1 + len(got)))
+        assert len(got) < 400 + n
+        await a.close()
     run(go(), 120)

@@ -11,7 +11,9 @@ tools/parley-assistant streams deltas, then the final message.
 
 import json
 import os
+import queue
 import subprocess
+import threading
 import time
 import uuid
 
@@ -352,6 +354,12 @@ def test_malformed_envelopes_get_errors_and_the_socket_keeps_serving(server, ali
         inject.send_raw(data)
         codes[want] = inject.recv()["body"]["code"]
     assert all(k == v for k, v in codes.items()), codes
+    # over 2 MiB: too_large, id read
+    big = msgpack.packb({"v": 1, "type": "message.send", "id": "m-big", "ts": 1,
+                         "body": {"content": "x" * (2 * 1024 * 1024 + 100)}})
+    inject.send_raw(big)
+    reply = inject.recv()
+    assert reply["re"] == "m-big" and reply["body"]["code"] == "too_large"
     # two frames in one message: an error too
     inject.sock.send_multipart([b"a", b"b"])
     assert inject.recv()["body"]["code"] == "malformed"
@@ -364,3 +372,359 @@ def test_malformed_envelopes_get_errors_and_the_socket_keeps_serving(server, ali
     other.close()
     assert server.alive
     assert server.get("/healthz").status_code == 200
+
+
+# ------------------------------------------------------------------- events --
+
+def settle(server, events, user):
+    """PUB/SUB subscriptions take effect asynchronously: notify `user` until
+    the notification arrives on user.<id> (the socket's other subscriptions,
+    sent before, are then in effect too); then forget what came."""
+    probe = Inject(server.inject_endpoint)
+    try:
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            assert probe.call(envelope("notify", {"title": "settle", "text": ""},
+                                       user=user.id))["ok"]
+            events.pump(0.2)
+            if any(t == f"user.{user.id}" for t, _ in events.got):
+                events.pump(0.2)
+                events.got.clear()
+                return
+        pytest.fail("the event subscription never became effective")
+    finally:
+        probe.close()
+
+
+def check_envelope(topic, env):
+    assert env["v"] == 1 and isinstance(env["ts"], int) and env["id"]
+    assert env["ts"] > 1_600_000_000_000
+    body = env["body"]
+    assert isinstance(body, dict) and body["type"] == env["type"], env
+    if topic.startswith("room.") or topic.startswith("ai."):
+        assert env["room"] == topic.split(".", 1)[1]
+        assert body.get("room") == env["room"]
+    if topic.startswith("user.") or topic.startswith("push."):
+        assert env["user"] == topic.split(".", 1)[1]
+
+
+def test_events_are_published_on_room_user_and_push_topics(server, alice, bob):
+    room = group(alice, bob)
+    events = Events(server.events_endpoint, f"room.{room}", f"user.{alice.id}",
+                    f"user.{bob.id}", f"push.{bob.id}")
+    settle(server, events, bob)
+    try:
+        r = alice.post(MESSAGES, json={"room": room, "content": "hello @" + bob.username})
+        msg = r.json()
+        t, new = events.wait_for(lambda t, e: e["type"] == "message.new")
+        assert t == f"room.{room}"
+        check_envelope(t, new)
+        assert new["body"]["message"] == msg and new["body"]["seq"] == msg["seq"]
+        assert isinstance(new["body"]["ts"], str)           # the §3 event object itself
+
+        r = bob.post("/api/messaging/reactions/", json={"message": msg["id"], "emoji": "👍"})
+        assert r.status_code == 201, r.text
+        t, added = events.wait_for(lambda t, e: e["type"] == "reaction.added")
+        check_envelope(t, added)
+        assert added["body"]["reaction"]["emoji"] == "👍"
+        assert added["body"]["seq"] == msg["seq"] + 1
+
+        r = bob.post(f"{ROOMS}{room}/mark_read/", json={"message": msg["id"]})
+        assert r.status_code == 200, r.text
+        for who in (alice, bob):
+            t, receipt = events.wait_for(lambda t, e, w=who: e["type"] == "read.receipt"
+                                         and t == f"user.{w.id}")
+            check_envelope(t, receipt)
+            assert receipt["body"]["message"] == msg["id"] and receipt["body"]["user"] == bob.id
+
+        reply = Inject(server.inject_endpoint)
+        n = reply.call(envelope("notify", {"title": "Build", "text": "green"}, user=bob.id))
+        reply.close()
+        t, note = events.wait_for(lambda t, e: e["type"] == "notification"
+                                  and e["body"]["notification"]["id"] == n["id"])
+        assert t == f"user.{bob.id}"
+        check_envelope(t, note)
+        assert note["body"]["notification"]["kind"] == "system"
+        t, push = events.wait_for(lambda t, e: e["type"] == "push"
+                                  and e["body"]["notification"]["id"] == n["id"])
+        assert t == f"push.{bob.id}" and push["user"] == bob.id
+        assert push["body"]["title"] == "Build" and push["body"]["text"] == "green"
+
+        # presence, as each co-member sees it, on their user topic
+        reply = Inject(server.inject_endpoint)
+        assert reply.call(envelope("presence.set", {"status": "away"}, user=alice.id))["ok"]
+        reply.close()
+        t, seen = events.wait_for(lambda t, e: e["type"] == "presence"
+                                  and t == f"user.{bob.id}")
+        check_envelope(t, seen)
+        assert seen["body"]["presence"]["user"] == alice.id
+        assert seen["body"]["presence"]["status"] == "away"
+
+        r = alice.patch(f"{MESSAGES}{msg['id']}/", json={"content": "edited"})
+        assert r.status_code == 200, r.text
+        t, upd = events.wait_for(lambda t, e: e["type"] == "message.updated")
+        assert upd["body"]["message"]["content"] == "edited"
+
+        # typing is published on the room's topic too
+        async def typing():
+            a = await WSClient.connect(server, alice)
+            await a.send({"type": "typing.start", "room": room})
+            await a.close()
+        run(typing())
+        t, typed = events.wait_for(lambda t, e: e["type"] == "typing")
+        assert t == f"room.{room}" and typed["body"]["user"] == alice.id
+
+        # room events of the room, in seq order, without gaps
+        seqs = [e["body"]["seq"] for t, e in events.got if t == f"room.{room}"
+                and "seq" in e["body"]]
+        assert seqs == list(range(msg["seq"], msg["seq"] + len(seqs))), seqs
+    finally:
+        events.close()
+
+
+def test_no_push_when_push_is_disabled(server, alice):
+    r = alice.patch("/api/messaging/notification-settings/me/", json={"push_enabled": False})
+    if r.status_code == 404:
+        server.sql("UPDATE notification_settings SET push_enabled = false WHERE user_id = %s",
+                   alice.id)
+    events = Events(server.events_endpoint, f"user.{alice.id}", f"push.{alice.id}")
+    settle(server, events, alice)
+    try:
+        inject = Inject(server.inject_endpoint)
+        n = inject.call(envelope("notify", {"title": "quiet", "text": "x"}, user=alice.id))
+        inject.close()
+        events.wait_for(lambda t, e: e["type"] == "notification"
+                        and e["body"]["notification"]["id"] == n["id"])
+        events.pump(0.5)
+        assert not [e for t, e in events.got if t.startswith("push.")]
+        assert server.sql_value("SELECT pushed_at FROM notifications WHERE id = %s",
+                                n["id"]) is None
+    finally:
+        events.close()
+
+
+class Lines:
+    """The JSON lines a child process prints, read by a thread."""
+
+    def __init__(self, proc):
+        self.proc = proc
+        self.queue = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.queue.put(json.loads(line))
+
+    def next(self, timeout):
+        try:
+            return self.queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+
+def test_parley_tail_prints_a_scripted_conversation(server, alice, bob):
+    room = group(alice, bob)
+    first = last_seq(server, room) + 1
+    proc = subprocess.Popen([tool("parley-tail"), "--endpoint", server.events_endpoint,
+                             "--topic", f"room.{room}", f"user.{bob.id}", "--duration", "60"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = Lines(proc)
+    inject = Inject(server.inject_endpoint)
+    try:
+        # the tail's subscription is in effect once a probe shows up in it
+        deadline = time.time() + 10
+        while lines.next(0.3) is None:
+            assert time.time() < deadline and proc.poll() is None, "parley-tail saw no probe"
+            inject.call(envelope("notify", {"title": "probe", "text": ""}, user=bob.id))
+        time.sleep(0.3)
+        while lines.next(0) is not None:
+            pass
+        script = ["one", "two", "three"]
+        ids = []
+        for i, text in enumerate(script):
+            sender = alice if i % 2 == 0 else bob
+            reply = inject.call(envelope("message.send", {"content": text}, user=sender.id,
+                                         room=room))
+            assert reply["ok"], reply
+            ids.append(reply["id"])
+        r = alice.delete(f"{MESSAGES}{ids[0]}/")
+        assert r.status_code == 204
+        got = []
+        while len([x for x in got if x["topic"] == f"room.{room}"]) < 4:
+            line = lines.next(10)
+            assert line is not None, f"parley-tail printed nothing more after {got}"
+            got.append(line)
+        room_lines = [x for x in got if x["topic"] == f"room.{room}"]
+        assert [x["type"] for x in room_lines] == ["message.new"] * 3 + ["message.deleted"]
+        assert [x["body"]["message"]["content"] for x in room_lines[:3]] == script
+        assert [x["body"]["message"]["id"] for x in room_lines[:3]] == ids
+        assert [x["body"]["seq"] for x in room_lines] == list(range(first, first + 4))
+        for x in room_lines:
+            assert x["v"] == 1 and x["room"] == room and isinstance(x["ts"], int)
+    finally:
+        inject.close()
+        proc.terminate()
+        proc.wait(10)
+    assert proc.returncode in (0, -15)
+
+
+def test_parley_inject_tool(server, alice, bob):
+    room = group(alice, bob)
+    cmd = [tool("parley-inject"), "--endpoint", server.inject_endpoint, "--timeout", "10"]
+    good = json.dumps({"type": "message.send", "user": alice.id, "room": room,
+                       "body": {"content": "from the cli"}, "id": "cli-1"})
+    out = subprocess.run(cmd + [good], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    reply = json.loads(out.stdout)
+    assert reply["type"] == "reply" and reply["re"] == "cli-1" and reply["body"]["ok"] is True
+    m = bob.get(f"{MESSAGES}{reply['body']['id']}/").json()
+    assert m["content"] == "from the cli"
+    # JSON lines on stdin; a refused one fails the run but not the others
+    lines = "\n".join([
+        json.dumps({"type": "message.send", "user": alice.id, "room": room,
+                    "body": {"content": "line 1"}}),
+        "not json",
+        json.dumps({"type": "message.send", "user": bob.id, "room": room,
+                    "body": {"content": 5}}),
+        json.dumps({"type": "presence.set", "user": bob.id, "body": {"status": "away"}}),
+        json.dumps({"type": "message.send", "user": bob.id, "room": str(uuid.uuid4()),
+                    "body": {"content": "nowhere"}}),
+    ]) + "\n"
+    out = subprocess.run(cmd, input=lines, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 1, (out.stdout, out.stderr)
+    replies = [json.loads(x) for x in out.stdout.splitlines()]   # in arrival order
+    assert sorted(r["body"]["ok"] for r in replies) == [False, True, True]
+    assert [r["body"]["code"] for r in replies if not r["body"]["ok"]] == ["not_found"]
+    assert "line 2" in out.stderr and "line 3" in out.stderr
+    # --keygen and --help
+    keys = json.loads(subprocess.run([tool("parley-inject"), "--keygen"], capture_output=True,
+                                     text=True, timeout=10).stdout)
+    assert len(keys["public"]) == 40 and len(keys["secret"]) == 40
+    for name in ("parley-inject", "parley-tail", "parley-assistant", "parley-load"):
+        out = subprocess.run([tool(name), "--help"], capture_output=True, text=True, timeout=10)
+        assert out.returncode == 0 and out.stdout.startswith("usage: " + name)
+
+
+# -------------------------------------------------------------------- CURVE --
+
+def test_curve_refuses_unknown_keys_and_admits_known_ones(server_factory):
+    server_public, server_secret = zmq.curve_keypair()
+    client_public, client_secret = zmq.curve_keypair()
+    other_public, other_secret = zmq.curve_keypair()
+    srv = server_factory({"curve_secret_key": server_secret.decode(),
+                          "curve_allowed_clients": client_public.decode()})
+    alice = srv.user()
+    room = group(alice)
+
+    plain = Inject(srv.inject_endpoint)
+    plain.send(envelope("message.send", {"content": "plain"}, user=alice.id, room=room))
+    assert plain.recv(timeout=2) is None
+    plain.close()
+    stranger = Inject(srv.inject_endpoint, curve=(server_public, other_public, other_secret))
+    stranger.send(envelope("message.send", {"content": "stranger"}, user=alice.id, room=room))
+    assert stranger.recv(timeout=2) is None
+    stranger.close()
+    assert srv.sql_value("SELECT count(*) FROM messages WHERE room_id = %s", room) == "0"
+    assert "refused a CURVE client" in srv.log_text()
+
+    friend = Inject(srv.inject_endpoint, curve=(server_public, client_public, client_secret))
+    reply = friend.call(envelope("message.send", {"content": "friend"}, user=alice.id, room=room))
+    assert reply["ok"], reply
+    friend.close()
+
+    # the events socket takes the same keys
+    keys = (server_public, client_public, client_secret)
+    known = Events(srv.events_endpoint, f"room.{room}", curve=keys)
+    unknown = Events(srv.events_endpoint, f"room.{room}",
+                     curve=(server_public, other_public, other_secret))
+    inject = Inject(srv.inject_endpoint, curve=keys)
+    deadline = time.time() + 10
+    while not known.got:
+        assert time.time() < deadline
+        assert inject.call(envelope("message.send", {"content": "tick"}, user=alice.id,
+                                    room=room))["ok"]
+        known.pump(0.3)
+    unknown.pump(0.5)
+    assert unknown.got == []
+    # and the tools speak CURVE
+    out = subprocess.run([tool("parley-inject"), "--endpoint", srv.inject_endpoint,
+                          "--server-key", server_public.decode(),
+                          "--public-key", client_public.decode(),
+                          "--secret-key", client_secret.decode(), "--timeout", "5",
+                          json.dumps({"type": "message.send", "user": alice.id, "room": room,
+                                      "body": {"content": "cli over curve"}})],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    out = subprocess.run([tool("parley-inject"), "--endpoint", srv.inject_endpoint,
+                          "--server-key", server_public.decode(),
+                          "--public-key", other_public.decode(),
+                          "--secret-key", other_secret.decode(), "--timeout", "2",
+                          json.dumps({"type": "message.send", "user": alice.id, "room": room,
+                                      "body": {"content": "refused"}})],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 3, out.stderr
+    for s in (known, unknown, inject):
+        s.close()
+
+
+# ----------------------------------------------------------------- ai rooms --
+
+def test_ai_room_conversation_with_the_sample_assistant(server, alice):
+    r = alice.post(ROOMS, json={"room_type": "ai", "name": "helper"})
+    assert r.status_code == 201, r.text
+    room = r.json()["id"]
+    assistant = server.sql_value("SELECT id FROM users WHERE username = 'assistant'")
+    assert assistant in r.json()["participants"]
+    watcher = Events(server.events_endpoint, f"ai.{room}")
+    proc = subprocess.Popen([tool("parley-assistant"), "--events", server.events_endpoint,
+                             "--inject", server.inject_endpoint, "--chunks", "3",
+                             "--delay-ms", "20"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    async def go():
+        a = await WSClient.connect(server, alice)
+        # the assistant subscribes asynchronously: ask until it answers
+        answered = None
+        for attempt in range(40):
+            await a.request("message.send", room=room, content=f"hello assistant {attempt}")
+            try:
+                answered = await a.wait_for(
+                    lambda e: e.get("type") == "message.new"
+                    and e["message"]["sender"] == assistant, timeout=0.5)
+                break
+            except AssertionError:
+                continue
+        assert answered, "the assistant never answered"
+        final = answered["message"]
+        question = final["reply_to"]
+        stream = final["stream_id"]
+        assert stream == f"assistant-{question}"
+        deltas = [e for e in a.events if e.get("type") == "message.delta"
+                  and e.get("stream_id") == stream]
+        assert [d["seq_in_stream"] for d in deltas] == [0, 1, 2]
+        assert all(d["room"] == room and "seq" not in d for d in deltas)
+        assert "".join(d["text"] for d in deltas) == final["content"]
+        # the deltas came before the final message
+        index = a.events.index(answered)
+        assert all(a.events.index(d) < index for d in deltas)
+        await a.close()
+        return final, question
+
+    try:
+        final, question = run(go())
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    # REST has the final message, with its stream_id
+    m = alice.get(f"{MESSAGES}{final['id']}/").json()
+    assert m["stream_id"] == final["stream_id"] and m["sender"] == assistant
+    # ai.<room> carried the user's message, naming the assistant account
+    watcher.pump(0.5)
+    ai = [e for t, e in watcher.got if e["body"]["message"]["id"] == question]
+    assert ai and ai[0]["user"] == assistant and ai[0]["room"] == room
+    assert ai[0]["type"] == "message.new"
+    watcher.close()
+    # the assistant printed its answer
+    out = [json.loads(x) for x in proc.stdout.read().splitlines()]
+    assert {"room": room, "message": question, "reply": final["id"],
+            "stream_id": final["stream_id"], "deltas": 3} in out

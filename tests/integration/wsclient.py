@@ -79,7 +79,9 @@ class WSClient:
         """Opens server.ws_url as `user`.  auth: "query" (?token=), "cookie"
         (the sessionid cookie of the user's login), "frame" (a first
         {"type":"auth"} frame) or None (nothing).  `token` overrides the
-        user's access token.  With ready, waits for the "ready" event."""
+        user's access token.  With ready, waits for the "ready" event.
+        rcvbuf=N sets the socket's SO_RCVBUF; other keywords go to
+        websockets.connect."""
         url = server.ws_url
         headers = dict(kw.pop("extra_headers", None) or {})
         tok = token if token is not None else (user.token if user is not None else None)
@@ -93,6 +95,15 @@ class WSClient:
         kw.setdefault("open_timeout", timeout)
         if msgpack_:
             kw["subprotocols"] = ["parley.msgpack"]
+        rcvbuf = kw.pop("rcvbuf", None)
+        if rcvbuf:
+            # a small receive buffer: the kernel absorbs little, so the
+            # server's own queue bound is what a burst meets
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, (server.host, server.port))
+            kw["sock"] = sock
         ws = await websockets.connect(url, extra_headers=headers, **kw)
         client = cls(ws, name or (user.username if user is not None else "anon"),
                      binary=msgpack_)
@@ -254,6 +265,26 @@ class WSClient:
         if expect is not None:
             assert reply["type"] == expect, f"{self.name}: {type_} {fields} -> {reply}"
         return reply
+
+    async def pipeline(self, commands, window=20, timeout=30):
+        """Sends commands (type, fields) with up to `window` unanswered at a
+        time, as a well-behaved client does; returns the answers in order."""
+        answers = [None] * len(commands)
+        sem = asyncio.Semaphore(window)
+
+        async def one(i, ref):
+            try:
+                answers[i] = await self.answer(ref, timeout)
+            finally:
+                sem.release()
+        tasks = []
+        for i, (type_, fields) in enumerate(commands):
+            await sem.acquire()
+            ref, cmd = self.command(type_, **fields)
+            await self.send(cmd)
+            tasks.append(asyncio.ensure_future(one(i, ref)))
+        await asyncio.gather(*tasks)
+        return answers
 
     async def close(self):
         if not self.closed:

@@ -1252,6 +1252,73 @@ test_fuzz_random (void)
     free (seed);
 }
 
+/* envelope_peek_id: the id of an envelope that does not decode, for the
+   inject's error replies; bounded like the decoder on any input. */
+static void
+test_peek_id (void)
+{
+    char id[ENVELOPE_ID_MAX + 1];
+    t_buf_t b = { 0 };
+    /* an id behind values the decoder refuses: bin, ext, a deep body */
+    t_map (&b, 4);
+    t_str (&b, "body");
+    t_byte (&b, 0xc4), t_byte (&b, 2), t_byte (&b, 0), t_byte (&b, 1);   /* bin 8 */
+    t_str (&b, "x");
+    t_byte (&b, 0xd6), t_byte (&b, 1), t_be (&b, 7, 4);                  /* fixext 4 */
+    t_str (&b, "deep");
+    for (int i = 0; i < 20; i++)
+        t_array (&b, 1);
+    t_byte (&b, 0xc0);
+    t_str (&b, "id");
+    t_str (&b, "req-7");
+    CU_ASSERT_PTR_NULL (envelope_decode (b.data, b.size, NULL, NULL, 0));
+    CU_ASSERT_EQUAL (envelope_peek_id (b.data, b.size, id, sizeof id), 0);
+    CU_ASSERT_STRING_EQUAL (id, "req-7");
+    /* trailing bytes after the map do not matter */
+    t_byte (&b, 0xc1);
+    CU_ASSERT_EQUAL (envelope_peek_id (b.data, b.size, id, sizeof id), 0);
+    t_free (&b);
+
+    /* no id, an id that is not a string or too long, not a map, truncated */
+    const char *long_id = "0123456789012345678901234567890123456789012345678901234567890123X";
+    for (int how = 0; how < 6; how++) {
+        t_map (&b, 1);
+        t_str (&b, how == 0 ? "idx" : "id");
+        if (how == 1)
+            t_int (&b, 5);
+        else if (how == 2)
+            t_str (&b, long_id);
+        else
+            t_str (&b, "ok-id");
+        size_t size = how == 4 ? b.size - 2 : b.size;
+        const uint8_t *data = how == 3 ? (const uint8_t *) "\x91\xa2id" : b.data;
+        if (how == 3)
+            size = 4;
+        int want = how == 5 ? 0 : -1;
+        CU_ASSERT_EQUAL (envelope_peek_id (data, size, id, sizeof id), want);
+        CU_ASSERT_STRING_EQUAL (id, how == 5 ? "ok-id" : "");
+        t_free (&b);
+    }
+    /* a 4 G-entry map header in 5 bytes; a huge skipped string length */
+    CU_ASSERT_EQUAL (envelope_peek_id ("\xdf\xff\xff\xff\xff", 5, id, sizeof id), -1);
+    t_map (&b, 2);
+    t_str (&b, "a");
+    t_byte (&b, 0xdb), t_be (&b, 0xffffffffu, 4);
+    CU_ASSERT_EQUAL (envelope_peek_id (b.data, b.size, id, sizeof id), -1);
+    t_free (&b);
+    CU_ASSERT_EQUAL (envelope_peek_id (NULL, 0, id, sizeof id), -1);
+    /* nesting past the decoder's bound before the id: refused, no crash */
+    t_map (&b, 2);
+    t_str (&b, "a");
+    for (int i = 0; i < 100000; i++)
+        t_byte (&b, 0x91);
+    t_byte (&b, 0xc0);
+    t_str (&b, "id");
+    t_str (&b, "late");
+    CU_ASSERT_EQUAL (envelope_peek_id (b.data, b.size, id, sizeof id), -1);
+    t_free (&b);
+}
+
 int
 main (void)
 {
@@ -1277,7 +1344,8 @@ main (void)
         || !CU_add_test (suite, "value count", test_value_count)
         || !CU_add_test (suite, "names and codes", test_names_and_codes)
         || !CU_add_test (suite, "new", test_new)
-        || !CU_add_test (suite, "fuzz random", test_fuzz_random)) {
+        || !CU_add_test (suite, "fuzz random", test_fuzz_random)
+        || !CU_add_test (suite, "peek id", test_peek_id)) {
         CU_cleanup_registry ();
         return 2;
     }
