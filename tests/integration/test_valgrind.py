@@ -6,7 +6,12 @@ import json
 import os
 import re
 
+import pytest
 import websockets
+
+# valgrind cannot run an ASan build; the sanitizers check that build instead
+pytestmark = pytest.mark.skipif(os.environ.get("PARLEY_SANITIZE") == "1",
+                                reason="the ASan+UBSan build is checked by the sanitizers")
 
 VALGRIND = ["valgrind", "--quiet", "--leak-check=full",
             "--errors-for-leak-kinds=definite", "--error-exitcode=9",
