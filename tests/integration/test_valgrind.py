@@ -10,7 +10,7 @@ import pytest
 import websockets
 
 # valgrind cannot run an ASan build; the sanitizers check that build instead
-pytestmark = pytest.mark.skipif(os.environ.get("PARLEY_SANITIZE") == "1",
+pytestmark = pytest.mark.skipif(os.environ.get("PARLEY_SANITIZE", "0") in ("1", "ON", "on", "yes", "true"),
                                 reason="the ASan+UBSan build is checked by the sanitizers")
 
 VALGRIND = ["valgrind", "--quiet", "--leak-check=full",
