@@ -35,9 +35,11 @@ log_timestamp (char *out, size_t size)
     clock_gettime (CLOCK_REALTIME, &ts);
     struct tm tm;
     gmtime_r (&ts.tv_sec, &tm);
-    snprintf (out, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
-              tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-              ts.tv_nsec / 1000000);
+    char stamp[LOG_TIMESTAMP_SIZE];
+    size_t n = strftime (stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf (stamp + n, sizeof stamp - n, ".%03uZ",
+              (unsigned) (ts.tv_nsec / 1000000) % 1000u);
+    snprintf (out, size, "%s", stamp);
 }
 
 void

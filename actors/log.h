@@ -19,8 +19,10 @@ int log_set_level (const char *name);
 /* True when messages of `level` are written. */
 int log_enabled (log_level_t level);
 
+#define LOG_TIMESTAMP_SIZE 32
+
 /* Writes the current UTC time as RFC 3339 with milliseconds
-   ("2026-11-25T12:00:00.123Z") into `out` (at least 25 bytes). */
+   ("2026-11-25T12:00:00.123Z") into `out` (LOG_TIMESTAMP_SIZE bytes). */
 void log_timestamp (char *out, size_t size);
 
 /* Writes one line: timestamp, level, the actor (or program) name, message. */
