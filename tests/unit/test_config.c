@@ -9,6 +9,7 @@
  *  example file from actors/config.h.
  */
 #include "config.h"
+#include "unit.h"
 
 #include <CUnit/Basic.h>
 #include <ctype.h>
@@ -510,26 +511,18 @@ main (int argc, char *argv[])
         return 0;
     }
     t_clear_environment ();
-    if (CU_initialize_registry () != CUE_SUCCESS)
-        return 2;
-    CU_pSuite suite = CU_add_suite ("config", NULL, NULL);
-    if (!suite
-        || !CU_add_test (suite, "usage example", test_usage_example)
-        || !CU_add_test (suite, "defaults", test_defaults)
-        || !CU_add_test (suite, "file format", test_file_format)
-        || !CU_add_test (suite, "file errors", test_file_errors)
-        || !CU_add_test (suite, "environment", test_environment)
-        || !CU_add_test (suite, "ranges", test_ranges)
-        || !CU_add_test (suite, "set", test_set)
-        || !CU_add_test (suite, "bools", test_bools)
-        || !CU_add_test (suite, "print", test_print)
-        || !CU_add_test (suite, "example file", test_example_file)) {
-        CU_cleanup_registry ();
-        return 2;
-    }
-    CU_basic_set_mode (CU_BRM_VERBOSE);
-    CU_basic_run_tests ();
-    unsigned failed = CU_get_number_of_tests_failed () + CU_get_number_of_failures ();
-    CU_cleanup_registry ();
-    return failed ? 1 : 0;
+    CU_TestInfo tests[] = {
+        { "usage example", test_usage_example },
+        { "defaults", test_defaults },
+        { "file format", test_file_format },
+        { "file errors", test_file_errors },
+        { "environment", test_environment },
+        { "ranges", test_ranges },
+        { "set", test_set },
+        { "bools", test_bools },
+        { "print", test_print },
+        { "example file", test_example_file },
+        CU_TEST_INFO_NULL
+    };
+    return unit_run ("config", tests);
 }

@@ -8,6 +8,7 @@
  *  need msgpack.h (the codec is the only file that includes it).
  */
 #include "envelope.h"
+#include "unit.h"
 
 #include <CUnit/Basic.h>
 #include <stdbool.h>
@@ -1322,36 +1323,28 @@ test_peek_id (void)
 int
 main (void)
 {
-    if (CU_initialize_registry () != CUE_SUCCESS)
-        return 2;
-    CU_pSuite suite = CU_add_suite ("envelope", NULL, NULL);
-    if (!suite
-        || !CU_add_test (suite, "usage example", test_usage_example)
-        || !CU_add_test (suite, "round trip of every type", test_round_trip_every_type)
-        || !CU_add_test (suite, "fields checked for every type", test_fields_checked_every_type)
-        || !CU_add_test (suite, "optional null and unknown fields", test_optional_null_and_unknown_fields)
-        || !CU_add_test (suite, "spec kinds", test_spec_kinds)
-        || !CU_add_test (suite, "str field length", test_str_field_length)
-        || !CU_add_test (suite, "int64 extremes", test_int64_extremes)
-        || !CU_add_test (suite, "floats", test_floats)
-        || !CU_add_test (suite, "known bytes", test_known_bytes)
-        || !CU_add_test (suite, "utf-8", test_utf8)
-        || !CU_add_test (suite, "truncated everywhere", test_truncated_everywhere)
-        || !CU_add_test (suite, "header errors", test_header_errors)
-        || !CU_add_test (suite, "structure errors", test_structure_errors)
-        || !CU_add_test (suite, "depth", test_depth)
-        || !CU_add_test (suite, "size", test_size)
-        || !CU_add_test (suite, "value count", test_value_count)
-        || !CU_add_test (suite, "names and codes", test_names_and_codes)
-        || !CU_add_test (suite, "new", test_new)
-        || !CU_add_test (suite, "fuzz random", test_fuzz_random)
-        || !CU_add_test (suite, "peek id", test_peek_id)) {
-        CU_cleanup_registry ();
-        return 2;
-    }
-    CU_basic_set_mode (CU_BRM_VERBOSE);
-    CU_basic_run_tests ();
-    unsigned failed = CU_get_number_of_tests_failed () + CU_get_number_of_failures ();
-    CU_cleanup_registry ();
-    return failed ? 1 : 0;
+    CU_TestInfo tests[] = {
+        { "usage example", test_usage_example },
+        { "round trip of every type", test_round_trip_every_type },
+        { "fields checked for every type", test_fields_checked_every_type },
+        { "optional null and unknown fields", test_optional_null_and_unknown_fields },
+        { "spec kinds", test_spec_kinds },
+        { "str field length", test_str_field_length },
+        { "int64 extremes", test_int64_extremes },
+        { "floats", test_floats },
+        { "known bytes", test_known_bytes },
+        { "utf-8", test_utf8 },
+        { "truncated everywhere", test_truncated_everywhere },
+        { "header errors", test_header_errors },
+        { "structure errors", test_structure_errors },
+        { "depth", test_depth },
+        { "size", test_size },
+        { "value count", test_value_count },
+        { "names and codes", test_names_and_codes },
+        { "new", test_new },
+        { "fuzz random", test_fuzz_random },
+        { "peek id", test_peek_id },
+        CU_TEST_INFO_NULL
+    };
+    return unit_run ("envelope", tests);
 }
