@@ -46,6 +46,10 @@ struct op_t {
     /* -- output --------------------------------------------------------- */
     int status;               /* HTTP status                                 */
     json_t *response;         /* response body (NULL: empty body)           */
+    char *response_text;      /* or the body as JSON text (malloc'd), set by
+                                 op_reply_text: sent as it is, never parsed;
+                                 any op_reply drops it                       */
+    size_t response_len;
     json_t *headers;          /* extra headers {"Set-Cookie": [..], ...}     */
     json_t *events;           /* room events committed: [{room, seq, type, payload}] */
     json_t *user_events;      /* ephemeral events: [{users: [...], type, payload}] */
@@ -79,6 +83,12 @@ const char *op_sqlstate (op_t *op);
    NULL when the statement failed. */
 json_t *op_query_json (op_t *op, const char *sql, int n, const char *const *params);
 
+/* op_query_json without the parse: answers `status` with the JSON text of
+   the one row, one column `sql` returns (op_reply_text). Returns 1
+   answered, 0 no row or NULL (nothing answered), -1 failed. */
+int op_query_reply (op_t *op, int status, const char *sql, int n,
+                    const char *const *params);
+
 /* Runs `sql` returning one row, one text column; copies it into `out`.
    Returns 1 found, 0 no row or NULL, -1 failed. */
 int op_query_text (op_t *op, const char *sql, int n, const char *const *params,
@@ -91,6 +101,10 @@ long op_command (op_t *op, const char *sql, int n, const char *const *params);
 
 /* Sets status and response (takes ownership of `body`, may be NULL). */
 void op_reply (op_t *op, int status, json_t *body);
+
+/* Sets status and a response body already rendered as JSON text: `text`
+   (malloc'd, taken; `len` bytes, valid UTF-8) is sent as it is. */
+void op_reply_text (op_t *op, int status, char *text, size_t len);
 
 /* 400 {"field": ["message"]} */
 void op_field_error (op_t *op, const char *field, const char *message);
@@ -162,9 +176,17 @@ void op_paginated (op_t *op, long long count, long long limit, long long offset,
 
 /* Convenience: runs `count_sql` (one bigint) and `list_sql` (one row per
    item, column 0 JSON) with the same parameters plus, for the list, $n+1 =
-   limit and $n+2 = offset appended, then answers with op_paginated. */
+   limit and $n+2 = offset appended, then answers 200 with the page as
+   op_paginated builds it — but as text: the rows' JSON text is spliced into
+   "results" as PostgreSQL returned it, never parsed (op_reply_text). */
 int op_list (op_t *op, const char *count_sql, const char *list_sql, int n,
              const char *const *params);
+
+/* op_list with the count already known (`count` >= 0: count_sql is not
+   run, and may be NULL), e.g. rooms.messages_count for an unfiltered room
+   listing. A negative `count` runs count_sql as op_list does. */
+int op_list_counted (op_t *op, long long count, const char *count_sql,
+                     const char *list_sql, int n, const char *const *params);
 
 /* Sends the caller's presence (rendered as others see it: invisible shows
    as offline) as a `presence` event to everyone who shares a room with the
@@ -189,6 +211,7 @@ typedef struct {
     op_role_t role;
     char room[40];
     bool archived;
+    long long messages_count; /* the room's messages, tombstones included  */
     /* filled by op_message_access only */
     char sender[40];
     bool deleted;

@@ -43,7 +43,9 @@ s_connect (actor_t *self, persister_t *p, char *error, size_t error_size)
         return -1;
     }
     PQsetNoticeProcessor (p->conn.pg, s_notice, NULL);
-    PGresult *res = PQexec (p->conn.pg, "SET TIME ZONE 'UTC'");
+    /* UTF-8 whatever the database's encoding: JSON text from PostgreSQL is
+       passed through to clients unparsed (op_reply_text) */
+    PGresult *res = PQexec (p->conn.pg, "SET TIME ZONE 'UTC'; SET client_encoding = 'UTF8'");
     PQclear (res);
     return 0;
 }
@@ -131,6 +133,18 @@ s_exec_simple (persister_t *p, const char *sql)
     return ok;
 }
 
+/* COMMIT; true only when it committed (in a failed transaction PostgreSQL
+   answers COMMIT with ROLLBACK, and no error). */
+static bool
+s_commit (persister_t *p)
+{
+    PGresult *res = PQexec (p->conn.pg, "COMMIT");
+    bool ok = PQresultStatus (res) == PGRES_COMMAND_OK
+              && strcmp (PQcmdStatus (res), "COMMIT") == 0;
+    PQclear (res);
+    return ok;
+}
+
 /* Fills op from a request envelope; false when the envelope is unusable. */
 static bool
 s_op_from_envelope (actor_t *self, persister_t *p, envelope_t *env, op_t *op)
@@ -193,19 +207,33 @@ s_authenticate (op_t *op, const op_def_t *def)
     return 0;
 }
 
-/* Runs one operation under its own savepoint. */
-static void
-s_run_op (persister_t *p, op_t *op)
+/* Operations that write nothing, emit no event and take no lock (each was
+   read for that): the persister runs them outside the batch's transaction,
+   without a savepoint, and answers them at once. The gateway sends GETs to
+   any persister (gateway/http.c), so a page read waits for no room's
+   writes. */
+static const char *const s_read_only[] = {
+    "rooms.list", "rooms.retrieve", "rooms.messages", "rooms.events",
+    "messages.list", "messages.retrieve", "messages.history", "messages.thread",
+    "reads.list", "reads.retrieve", "reactions.list", "reactions.retrieve",
+    "auth.me", "users.list", "notifications.list", "ws.rooms", NULL
+};
+
+static bool
+s_is_read_only (const char *name)
 {
-    const op_def_t *def = ops_lookup (op->name);
-    if (!def) {
-        op_not_found (op);
-        return;
-    }
-    if (!s_exec_simple (p, "SAVEPOINT op")) {
-        op_detail (op, 503, "The database is unavailable; the request was not applied.");
-        return;
-    }
+    for (int i = 0; s_read_only[i]; i++)
+        if (strcmp (s_read_only[i], name) == 0)
+            return true;
+    return false;
+}
+
+/* Runs a read-only operation (s_read_only) outside any transaction:
+   each statement sees what was committed when it started, as under READ
+   COMMITTED inside one, and a failed statement spoils nothing else. */
+static void
+s_run_read (persister_t *p, op_t *op, const op_def_t *def)
+{
     int rc = s_authenticate (op, def);
     if (rc == 0 && op->status == 500)
         rc = def->fn (op);
@@ -213,15 +241,64 @@ s_run_op (persister_t *p, op_t *op)
         log_error ("persister", "%s failed: %s", op->name, PQerrorMessage (p->conn.pg));
         op_detail (op, 503, "The database is unavailable; the request was not applied.");
     }
-    if (rc < 0 || op->status >= 400) {
+}
+
+/* Forgets what an operation answered and recorded, for a fresh run. */
+static void
+s_op_clear (op_t *op)
+{
+    op_reply (op, 500, NULL);
+    json_decref (op->headers);
+    op->headers = NULL;
+    json_decref (op->events);
+    op->events = NULL;
+    json_decref (op->user_events);
+    op->user_events = NULL;
+    op->user_id[0] = '\0';
+}
+
+/* Runs one operation inside the batch's transaction, under the savepoint
+   "op" the caller made. When the operation fails (status >= 400 or a
+   database error) its changes are rolled back to that savepoint, which
+   stays, clean, for the next operation; returns whether the changes stand
+   (the caller then releases the savepoint). A unique violation the
+   operation did not expect (a concurrent writer on another connection
+   committed the same key first: a message's client_id in another room)
+   runs it once more from the savepoint: it now sees the winner's row. */
+static bool
+s_run_op (persister_t *p, op_t *op)
+{
+    const op_def_t *def = ops_lookup (op->name);
+    if (!def) {
+        op_not_found (op);
+        return false;
+    }
+    for (int attempt = 0;; attempt++) {
+        int rc = s_authenticate (op, def);
+        if (rc == 0 && op->status == 500)
+            rc = def->fn (op);
+        if (rc == 0 && op->status < 400)
+            return true;
+        bool again = rc < 0 && attempt == 0 && strcmp (op_sqlstate (op), "23505") == 0;
+        if (rc < 0 && !again) {
+            log_error ("persister", "%s failed: %s", op->name, PQerrorMessage (p->conn.pg));
+            op_detail (op, 503, "The database is unavailable; the request was not applied.");
+        }
         json_decref (op->events);
         op->events = NULL;
         json_decref (op->user_events);
         op->user_events = NULL;
-        s_exec_simple (p, "ROLLBACK TO SAVEPOINT op");
+        if (!s_exec_simple (p, "ROLLBACK TO SAVEPOINT op")) {
+            if (op->status < 400)
+                op_detail (op, 503, "The database is unavailable; the request was not applied.");
+            return false;
+        }
+        if (!again)
+            return false;
+        log_info ("persister", "%s: a concurrent writer took the same key; running it again",
+                  op->name);
+        s_op_clear (op);
     }
-    else
-        s_exec_simple (p, "RELEASE SAVEPOINT op");
 }
 
 /* Sends the committed events of one op to the room shards (and the
@@ -268,10 +345,15 @@ s_send_response (actor_t *self, envelope_t *request, op_t *op)
 {
     envelope_t *env = envelope_new (ENVELOPE_HTTP_RESPONSE);
     snprintf (env->re, sizeof env->re, "%s", request->id);
-    json_t *body = json_pack ("{s:i}", "status", op->status);
-    if (op->response) {
+    json_t *body = json_object ();
+    json_object_set_new (body, "status", json_integer (op->status));
+    if (op->response_text)     /* rendered by PostgreSQL (UTF-8): as it is */
+        json_object_set_new (body, "json", json_stringn_nocheck (op->response_text,
+                                                                  op->response_len));
+    else if (op->response) {
         char *text = json_dumps (op->response, JSON_COMPACT | JSON_ENCODE_ANY);
-        json_object_set_new (body, "json", json_string (text ? text : "null"));
+        json_object_set_new (body, "json", text ? json_string_nocheck (text)
+                                                : json_string ("null"));
         free (text);
     }
     if (op->headers)
@@ -286,6 +368,7 @@ static void
 s_op_free (op_t *op)
 {
     json_decref (op->response);
+    free (op->response_text);
     json_decref (op->headers);
     json_decref (op->events);
     json_decref (op->user_events);
@@ -356,35 +439,65 @@ s_handle (actor_t *self, envelope_t **batch, size_t count)
     persister_t *p = actor_state (self);
     op_t ops[count];
     bool usable[count];
-    bool in_tx = p->conn.pg && PQstatus (p->conn.pg) == CONNECTION_OK
-                 && s_exec_simple (p, "BEGIN");
-    for (size_t i = 0; i < count; i++)
-        usable[i] = batch[i]->type == ENVELOPE_HTTP_REQUEST
-                    && !s_forward_to_owner (self, p, batch[i]);
+    bool connected = p->conn.pg && PQstatus (p->conn.pg) == CONNECTION_OK;
+    size_t writes = 0;
     for (size_t i = 0; i < count; i++) {
-        usable[i] = usable[i] && s_op_from_envelope (self, p, batch[i], &ops[i]);
+        usable[i] = batch[i]->type == ENVELOPE_HTTP_REQUEST
+                    && !s_forward_to_owner (self, p, batch[i])
+                    && s_op_from_envelope (self, p, batch[i], &ops[i]);
         if (!usable[i])
             continue;
-        if (in_tx)
-            s_run_op (p, &ops[i]);
+        /* reads first, outside the transaction, answered at once: they
+           wait for no write and no COMMIT (they see only committed rows) */
+        const op_def_t *def = ops_lookup (ops[i].name);
+        if (!def || !s_is_read_only (def->name)) {
+            writes++;
+            continue;
+        }
+        if (connected)
+            s_run_read (p, &ops[i], def);
         else
             op_detail (&ops[i], 503, "The database is unavailable; the request was not applied.");
-    }
-    bool committed = in_tx && s_exec_simple (p, "COMMIT");
-    if (in_tx && !committed)
-        log_error (actor_name (self), "COMMIT failed: %s", PQerrorMessage (p->conn.pg));
-    for (size_t i = 0; i < count; i++) {
-        if (!usable[i])
-            continue;
-        if (!committed && ops[i].status < 400)
-            op_detail (&ops[i], 503, "The database is unavailable; the request was not applied.");
-        if (committed)
-            s_send_events (self, &ops[i]);
         s_send_response (self, batch[i], &ops[i]);
         s_op_free (&ops[i]);
+        usable[i] = false;
     }
-    actor_figure_add (self, "batches", 1);
-    if (!committed && p->conn.pg && PQstatus (p->conn.pg) != CONNECTION_OK) {
+    bool committed = false;
+    if (writes) {
+        /* one savepoint per operation; the round trips are shared: BEGIN
+           with the first SAVEPOINT, each RELEASE with the next SAVEPOINT
+           (a rolled-back savepoint serves again), COMMIT with the last */
+        bool in_tx = connected && PQstatus (p->conn.pg) == CONNECTION_OK
+                     && s_exec_simple (p, "BEGIN; SAVEPOINT op");
+        bool fresh = true;      /* savepoint "op" holds no changes */
+        for (size_t i = 0; i < count; i++) {
+            if (!usable[i])
+                continue;
+            if (in_tx && !fresh)
+                fresh = s_exec_simple (p, "RELEASE SAVEPOINT op; SAVEPOINT op");
+            if (in_tx && fresh)
+                fresh = !s_run_op (p, &ops[i]);
+            else
+                op_detail (&ops[i], 503,
+                           "The database is unavailable; the request was not applied.");
+        }
+        committed = in_tx && s_commit (p);
+        if (in_tx && !committed)
+            log_error (actor_name (self), "COMMIT failed: %s", PQerrorMessage (p->conn.pg));
+        for (size_t i = 0; i < count; i++) {
+            if (!usable[i])
+                continue;
+            if (!committed && ops[i].status < 400)
+                op_detail (&ops[i], 503,
+                           "The database is unavailable; the request was not applied.");
+            if (committed)
+                s_send_events (self, &ops[i]);
+            s_send_response (self, batch[i], &ops[i]);
+            s_op_free (&ops[i]);
+        }
+        actor_figure_add (self, "batches", 1);
+    }
+    if (p->conn.pg && PQstatus (p->conn.pg) != CONNECTION_OK) {
         op_conn_reset (&p->conn);
         s_report_health (self, p, false, "connection lost");
     }

@@ -4,13 +4,25 @@
 #
 #   bench/rest.sh              build a Release parleyd into build-bench/, start
 #                              a private PostgreSQL, Redis and parleyd on their
-#                              own loopback ports, create two users, a room and
-#                              60 messages over REST, then run wrk (2 threads):
+#                              own loopback ports, create two users, a "list"
+#                              room and a "post" room with 60 messages each and
+#                              8 more rooms over REST (curl), then run wrk
+#                              (2 threads, --latency) for every connection count
+#                              and configuration:
 #                                list  GET  rooms/<id>/messages/?page_size=50
 #                                post  POST messages/  (each one committed with
-#                                      fsync=on, synchronous_commit=on)
-#                              for every connection count and configuration,
+#                                      fsync=on, synchronous_commit=on: checked)
 #                              print a summary and stop everything it started.
+#                              Whole run with the defaults: about 80-150 s.
+#
+# Per run it prints req/s, p50/p90/p99/max latency, errors (non-2xx and
+# socket errors), the CPU split (parleyd, our PostgreSQL, wrk, everybody
+# else: 100 = one core) and parleyd's busiest threads. After a post run it
+# counts the rows in PostgreSQL: the room must have grown by exactly the
+# number of 201 answers plus the requests wrk abandoned in flight when its
+# clock ran out (sent, never answered, found by their client_id); anything
+# else is printed as DB MISMATCH. Tables are ANALYZEd before each run.
+# Rows also go to var/bench/results.tsv. Recorded figures: bench/README.md.
 #
 # Settings (environment):
 #   BENCH_CONNS="16 64 128"   wrk connection counts (each is one list and one post run)
@@ -22,7 +34,8 @@
 #                               list     GET the 50 newest of a 60-message room
 #                               post     POST into one room (starts with 60 messages)
 #                               post8    POST round-robin into 8 rooms
-#                               listbig  GET the 50 newest of the post room (grown by the posts)
+#                               listbig  GET the 50 newest of the post room (grown by
+#                                        the post runs before it, if any)
 #                               healthz  GET /healthz: the gateway alone, no actor or database
 #   BENCH_CLIENT_ID=1         each POST carries a unique client_id (idempotency key,
 #                             as real clients send); 0 leaves it out
@@ -31,8 +44,8 @@
 #                             BENCH_RERUN=1: a run during which others used more than
 #                             25% of a core is run again (once); both rows are kept;
 #                             after BENCH_BUDGET=120 seconds, no more waits or reruns
-#   BENCH_PROFILE=0           1: perf record parleyd (cpu-clock, call graphs) during
-#                             the first run of each kind, print the top symbols
+#   BENCH_PROFILE=0           1: perf record the whole machine (cpu-clock) during the
+#                             first run of each kind, print the top commands and symbols
 #   BENCH_PG_PORT=55470  BENCH_REDIS_PORT=56470  BENCH_HTTP_PORT=8470
 #   BENCH_ZMQ_PORT=18470 (and +1)   parleyd's inject/events endpoints (below the
 #                             ephemeral range 32768-60999, where a client socket may

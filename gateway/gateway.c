@@ -12,6 +12,9 @@
 #include "ws.h"
 
 #include <libwebsockets.h>
+#include <malloc.h>
+#include <netdb.h>
+#include <sys/socket.h>
 
 #define GATEWAY_START_WAIT_MS 30000
 
@@ -22,10 +25,20 @@ static int s_http_callback (struct lws *wsi, enum lws_callback_reasons reason,
 static int s_zmq_callback (struct lws *wsi, enum lws_callback_reasons reason,
                            void *user, void *in, size_t len);
 
+/* rx_buffer_size is allocated for every WebSocket connection: kept small
+   (ws_on_receive reassembles messages up to 64 KiB from its pieces; most
+   commands fit in one piece).
+   tx_packet_size bounds one send(): 0 would bound it to rx_buffer_size, and
+   lws would copy the rest of a coalesced frame to send it piece by piece. */
+#define GATEWAY_RX_BUFFER 512
+#define GATEWAY_TX_PACKET (1024 * 1024)
+
 static const struct lws_protocols s_protocols[] = {
     /* the first protocol takes HTTP and WebSocket without a subprotocol (JSON) */
-    { "http", s_http_callback, sizeof (gw_session_t), 65536, 0, NULL, 0 },
-    { "parley.msgpack", s_http_callback, sizeof (gw_session_t), 65536, 0, NULL, 0 },
+    { "http", s_http_callback, sizeof (gw_session_t), GATEWAY_RX_BUFFER, 0, NULL,
+      GATEWAY_TX_PACKET },
+    { "parley.msgpack", s_http_callback, sizeof (gw_session_t), GATEWAY_RX_BUFFER, 0, NULL,
+      GATEWAY_TX_PACKET },
     { "parley-zmq", s_zmq_callback, 0, 0, 0, NULL, 0 },
     { NULL, NULL, 0, 0, 0, NULL, 0 }
 };
@@ -43,16 +56,105 @@ s_gateway_from (struct lws *wsi)
 static void s_drain_inbox (gateway_t *gw);
 static void s_drain_pipe (gateway_t *gw);
 
-/* Housekeeping every second: idle rate-limit buckets; and a backstop look
-   at the inbox and pipe, whose ZMQ_FD signals edges only. */
+/* After a burst of connections opening or closing (a restart, a
+   reconnect storm), once the count has settled: give the memory the burst
+   left free back to the system. The burst's transient allocations (answers
+   queued between actors, JSON, handshakes) are freed in the allocator's
+   arenas of every thread, and would otherwise stay resident. */
+#define GATEWAY_TRIM_CONNS 512
+
+static void
+s_trim_after_burst (gateway_t *gw)
+{
+    size_t open = zhashx_size (gw->conns);
+    size_t delta = open > gw->trim_conns ? open - gw->trim_conns : gw->trim_conns - open;
+    if (open == gw->sweep_conns && delta >= GATEWAY_TRIM_CONNS) {
+        malloc_trim (0);
+        gw->trim_conns = open;
+    }
+    gw->sweep_conns = open;
+}
+
+/* Housekeeping every second: idle rate-limit buckets, memory after bursts;
+   and a backstop look at the inbox and pipe, whose ZMQ_FD signals edges only. */
 static void
 s_sweep (lws_sorted_usec_list_t *sul)
 {
     gateway_t *gw = lws_container_of (sul, gateway_t, sweep);
     ratelimit_sweep (gw->buckets, gw->config, zclock_mono ());
+    s_trim_after_burst (gw);
     s_drain_pipe (gw);
     s_drain_inbox (gw);
     lws_sul_schedule (gw->context, 0, &gw->sweep, s_sweep, GATEWAY_SWEEP_US);
+}
+
+/* Several gateways share the port: each listens on its own socket with
+   SO_REUSEPORT (the kernel spreads new connections over them) and hands
+   what it accepts to its lws vhost. libwebsockets 4.1 sets SO_REUSEPORT
+   only for its own multi-threaded contexts (count_threads > 1, which
+   Debian's build, LWS_MAX_SMP 1, does not have), so the socket is made
+   here. -1 with the reason in `error`. */
+static int
+s_listen_shared (gateway_t *gw, char *error, size_t error_size)
+{
+    char port[16];
+    snprintf (port, sizeof port, "%lld", (long long) gw->config->http_port);
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                              .ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV };
+    struct addrinfo *ai = NULL;
+    if (getaddrinfo (gw->config->http_host, port, &hints, &ai) != 0 || !ai) {
+        snprintf (error, error_size, "http_host %s: not a numeric address",
+                  gw->config->http_host);
+        return -1;
+    }
+    int fd = socket (ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd < 0
+        || setsockopt (fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0
+        || setsockopt (fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0
+        || (ai->ai_family == AF_INET6
+            && setsockopt (fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0)
+        || bind (fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen (fd, SOMAXCONN) != 0) {
+        snprintf (error, error_size,
+                  "cannot listen on %s:%lld (http_host/http_port): %s",
+                  gw->config->http_host, (long long) gw->config->http_port, strerror (errno));
+        if (fd >= 0)
+            close (fd);
+        freeaddrinfo (ai);
+        return -1;
+    }
+    freeaddrinfo (ai);
+    lws_sock_file_fd_type desc;
+    desc.filefd = fd;                      /* lws closes it with the context */
+    struct lws *raw = lws_adopt_descriptor_vhost (gw->vhost, LWS_ADOPT_RAW_FILE_DESC, desc,
+                                                  "parley-zmq", NULL);
+    if (!raw) {
+        close (fd);
+        snprintf (error, error_size, "cannot adopt the listening socket");
+        return -1;
+    }
+    gw->listen_fd = fd;
+    lws_set_opaque_user_data (raw, &gw->listen_fd);
+    return 0;
+}
+
+/* New connections on the shared socket: each becomes an HTTP connection of
+   this gateway's vhost (REST, or WebSocket after the upgrade). */
+static void
+s_accept (gateway_t *gw)
+{
+    for (;;) {
+        int fd = accept4 (gw->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                log_warn (gw->name, "accept: %s", strerror (errno));
+            return;
+        }
+        if (!lws_adopt_socket_vhost (gw->vhost, fd))
+            close (fd);                    /* lws refused it (no memory, fd table full) */
+    }
 }
 
 /* Creates the lws context and adopts the inbox and pipe descriptors. */
@@ -75,7 +177,7 @@ s_gateway_start (gateway_t *gw, char *error, size_t error_size)
     if (strchr (gw->config->http_host, ':') == NULL)
         info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
     if (gw->config->gateway_threads > 1)
-        info.options |= LWS_SERVER_OPTION_ALLOW_LISTEN_SHARE;
+        info.port = CONTEXT_PORT_NO_LISTEN;    /* s_listen_shared */
     lws_set_log_level (getenv ("PARLEY_LWS_DEBUG") ? 0xff : (LLL_ERR | LLL_WARN), NULL);
     gw->context = lws_create_context (&info);
     if (!gw->context) {
@@ -85,6 +187,8 @@ s_gateway_start (gateway_t *gw, char *error, size_t error_size)
         return -1;
     }
     gw->vhost = lws_get_vhost_by_name (gw->context, "default");
+    if (gw->config->gateway_threads > 1 && s_listen_shared (gw, error, error_size) != 0)
+        return -1;
     zsock_t *socks[2] = { gw->inbox, gw->pipe };
     for (int i = 0; i < 2; i++) {
         lws_sock_file_fd_type fd;
@@ -247,8 +351,10 @@ s_zmq_callback (struct lws *wsi, enum lws_callback_reasons reason, void *user,
     (void) user, (void) in, (void) len;
     if (reason == LWS_CALLBACK_RAW_RX_FILE) {
         gateway_t *gw = s_gateway_from (wsi);
-        zsock_t *sock = lws_get_opaque_user_data (wsi);
-        if (sock == gw->pipe)
+        void *sock = lws_get_opaque_user_data (wsi);
+        if (sock == &gw->listen_fd)
+            s_accept (gw);
+        else if (sock == gw->pipe)
             s_drain_pipe (gw);
         else
             s_drain_inbox (gw);

@@ -188,7 +188,8 @@ http_on_response (gateway_t *gw, envelope_t *env)
             s_add_header (pss, name, json_string_value (value));
     }
     int status = (int) json_integer_value (json_object_get (env->body, "status"));
-    const char *text = json_string_value (json_object_get (env->body, "json"));
+    json_t *json = json_object_get (env->body, "json");
+    const char *text = json_string_value (json);
     if (pss->route && (pss->route->flags & ROUTE_FILE) && status == 200 && text) {
         json_t *answer = json_loads (text, 0, NULL);
         files_serve (gw, wsi, pss, json_object_get (answer, "file"));
@@ -196,7 +197,7 @@ http_on_response (gateway_t *gw, envelope_t *env)
         return;
     }
     http_respond (gw, wsi, pss, status, "application/json", text,
-                  text ? strlen (text) : 0);
+                  text ? json_string_length (json) : 0);
 }
 
 /* --- the request ---------------------------------------------------------- */
@@ -368,10 +369,20 @@ s_parse_body (gateway_t *gw, struct lws *wsi, gw_session_t *pss, json_t **out)
     return 0;
 }
 
-/* The key that picks a persister: the room when known, else the caller. */
+/* The key that picks a persister. Writes: the room when known (one writer
+   per room: its events reach the room shard in seq order), else the
+   caller. Reads (GET, HEAD) change nothing and may run on any persister:
+   `fallback` (the envelope's random id) spreads them, so a page read never
+   queues behind a busy room's writes. A read needs no ordering after a
+   write beyond what PostgreSQL gives: a write is answered only after its
+   COMMIT, and a read that starts later sees it (READ COMMITTED), whichever
+   connection it runs on. */
 static const char *
-s_shard_key (json_t *params, json_t *body, json_t *auth, const char *fallback)
+s_shard_key (const char *method, json_t *params, json_t *body, json_t *auth,
+             const char *fallback)
 {
+    if (method && (strcmp (method, "GET") == 0 || strcmp (method, "HEAD") == 0))
+        return fallback;
     const char *key = json_string_value (json_object_get (body, "room"));
     if (!key)
         key = json_string_value (json_object_get (params, "id"));
@@ -400,7 +411,8 @@ http_send_op (gateway_t *gw, const gw_op_request_t *req, char *id, size_t id_siz
     envelope_set_body (env, request);
     char to[48];
     mailbox_shard_name (to, sizeof to, "persister",
-                        s_shard_key (req->params, req->body, req->auth, env->id),
+                        s_shard_key (req->method, req->params, req->body, req->auth,
+                                     env->id),
                         gw->persisters);
     int rc = mailbox_send (gw->mailbox, to, env);
     envelope_destroy (&env);

@@ -41,6 +41,9 @@ typedef struct {
     int persisters;
     int users_shards;
     lws_sorted_usec_list_t sweep;  /* periodic housekeeping timer            */
+    int listen_fd;              /* the shared listening socket (gateway_threads > 1) */
+    size_t sweep_conns, trim_conns; /* WebSocket connections at the last sweep
+                                       and the last malloc_trim (gateway.c)   */
 } gateway_t;
 
 /* One HTTP request's state. libwebsockets zeroes it for every request on a

@@ -18,13 +18,26 @@ typedef struct {
     char data[];
 } frame_t;
 
-/* One room a connection receives. */
+typedef struct room_subs_t room_subs_t;
+
+/* One room a connection receives: a subscription. It sits in two arrays,
+   its connection's (conn->subs) and its room's (room_subs_t), so a room
+   event walks the room's subscriptions with no lookup per connection. */
 typedef struct {
-    int64_t seq;             /* the last seq this connection got            */
-    void *handle;            /* its place in gw->rooms[room]                */
+    ws_conn_t *conn;
+    room_subs_t *room;       /* the room's subscriptions on this gateway    */
+    uint32_t slot;           /* this one's index in room->subs              */
     bool resuming;           /* a resume is replaying: live events wait     */
+    int64_t seq;             /* the last seq this connection got            */
     zlistx_t *held;          /* frames (with seq) waiting for the replay    */
 } sub_t;
+
+/* The subscriptions to one room on this gateway (gw->rooms: id -> this). */
+struct room_subs_t {
+    sub_t **subs;
+    uint32_t count, cap;
+    char id[];
+};
 
 typedef struct {
     int64_t seq;
@@ -34,15 +47,19 @@ typedef struct {
 struct ws_conn_t {
     gateway_t *gw;
     struct lws *wsi;
+    /* Kept small: an idle connection costs this, its lws state and its
+       index entries. Lists and buffers are made when first needed. */
     char id[24];
     char user[40];           /* "" until authenticated                       */
-    char base[300];          /* http://Host, for links in answers            */
+    char *base;              /* http://Host, for links in answers            */
     void *user_handle;       /* its place in gw->users[user]                 */
     bool msgpack;            /* subprotocol parley.msgpack                   */
     bool ready;              /* authenticated and subscribed                 */
     int close_code;          /* to close with at the next writeable          */
-    zhashx_t *subs;          /* room id -> sub_t                             */
-    zlistx_t *queue;         /* frame_t waiting to be written                */
+    sub_t **subs;            /* its rooms (few: found by a linear search)    */
+    uint32_t subs_count, subs_cap;
+    frame_t **queue;         /* a ring of frames waiting to be written       */
+    uint32_t queue_head, queue_count, queue_cap;
     size_t queued;           /* their bytes                                  */
     size_t held;             /* bytes of live events held during resumes     */
     char *rx;                /* a message being reassembled from fragments   */
@@ -127,6 +144,49 @@ s_frame_for (ws_conn_t *conn, frame_t *json, frame_t **mp)
     return *mp;
 }
 
+/* --- the queue: a ring of frame pointers, grown by doubling --------------- */
+
+static int
+s_queue_push (ws_conn_t *conn, frame_t *frame)
+{
+    if (conn->queue_count == conn->queue_cap) {
+        uint32_t cap = conn->queue_cap ? conn->queue_cap * 2 : 8;
+        frame_t **ring = malloc (cap * sizeof *ring);
+        if (!ring)
+            return -1;
+        for (uint32_t i = 0; i < conn->queue_count; i++)
+            ring[i] = conn->queue[(conn->queue_head + i) % conn->queue_cap];
+        free (conn->queue);
+        conn->queue = ring;
+        conn->queue_cap = cap;
+        conn->queue_head = 0;
+    }
+    conn->queue[(conn->queue_head + conn->queue_count++) % conn->queue_cap] = frame;
+    return 0;
+}
+
+static frame_t *
+s_queue_at (ws_conn_t *conn, uint32_t i)
+{
+    return conn->queue[(conn->queue_head + i) % conn->queue_cap];
+}
+
+static frame_t *
+s_queue_pop (ws_conn_t *conn)
+{
+    if (!conn->queue_count)
+        return NULL;
+    frame_t *frame = conn->queue[conn->queue_head];
+    conn->queue_head = (conn->queue_head + 1) % conn->queue_cap;
+    if (--conn->queue_count == 0 && conn->queue_cap > 64) {
+        /* a burst is over: give its ring back */
+        free (conn->queue);
+        conn->queue = NULL;
+        conn->queue_cap = conn->queue_head = 0;
+    }
+    return frame;
+}
+
 /* --- sending ------------------------------------------------------------ */
 
 static void
@@ -183,10 +243,12 @@ s_enqueue (ws_conn_t *conn, frame_t *frame)
         s_close (conn, 1013);
         return;
     }
+    if (s_queue_push (conn, frame) != 0)
+        return;
     frame->refs++;
-    zlistx_add_end (conn->queue, frame);
     conn->queued += frame->len;
-    lws_callback_on_writable (conn->wsi);
+    if (conn->queue_count == 1)      /* already asked for when not empty */
+        lws_callback_on_writable (conn->wsi);
 }
 
 /* Queues a one-off JSON object for this connection (takes `event`). */
@@ -219,7 +281,8 @@ s_write_queued (ws_conn_t *conn)
 {
     struct lws *wsi = conn->wsi;
     size_t count = 0, bytes = 0;
-    for (frame_t *f = zlistx_first (conn->queue); f; f = zlistx_next (conn->queue)) {
+    for (uint32_t i = 0; i < conn->queue_count; i++) {
+        frame_t *f = s_queue_at (conn, i);
         if (count && bytes + f->len > WS_COALESCE_MAX)
             break;
         count++;
@@ -246,7 +309,7 @@ s_write_queued (ws_conn_t *conn)
             *p++ = '[';
     }
     for (size_t i = 0; i < count; i++) {
-        frame_t *f = zlistx_detach (conn->queue, NULL);
+        frame_t *f = s_queue_pop (conn);
         if (i && !conn->msgpack)
             *p++ = ',';
         memcpy (p, f->data, f->len);
@@ -264,7 +327,7 @@ s_write_queued (ws_conn_t *conn)
         return -1;
     metrics_add (conn->gw->metrics, "ws_frames_out_total", 1);
     metrics_add (conn->gw->metrics, "ws_events_out_total", (int64_t) count);
-    if (zlistx_size (conn->queue))
+    if (conn->queue_count)
         lws_callback_on_writable (wsi);
     return 0;
 }
@@ -282,7 +345,7 @@ ws_on_writeable (gateway_t *gw, struct lws *wsi, gw_session_t *pss)
     }
     if (s_write_queued (conn) != 0)
         return -1;
-    if (conn->resume_next && !zlistx_size (conn->queue))
+    if (conn->resume_next && !conn->queue_count)
         s_resume_next (conn);
     return 0;
 }
@@ -295,6 +358,17 @@ s_list_destructor (void **item)
     zlistx_destroy ((zlistx_t **) item);
 }
 
+static void
+s_room_subs_destructor (void **item)
+{
+    room_subs_t *room = *item;
+    if (room) {
+        free (room->subs);
+        free (room);
+    }
+    *item = NULL;
+}
+
 void
 ws_indexes_new (gateway_t *gw)
 {
@@ -303,7 +377,7 @@ ws_indexes_new (gateway_t *gw)
     gw->users = zhashx_new ();
     zhashx_set_destructor (gw->users, s_list_destructor);
     gw->rooms = zhashx_new ();
-    zhashx_set_destructor (gw->rooms, s_list_destructor);
+    zhashx_set_destructor (gw->rooms, s_room_subs_destructor);
 }
 
 static void
@@ -353,17 +427,62 @@ s_list_remove (zhashx_t *index, const char *key, void *handle)
         zhashx_delete (index, key);
 }
 
+/* Grows an array of pointers to hold one more; 0 or -1. */
+static int
+s_array_reserve (void ***items, uint32_t count, uint32_t *cap)
+{
+    if (count < *cap)
+        return 0;
+    uint32_t grown = *cap ? *cap * 2 : 4;
+    void **bigger = realloc (*items, grown * sizeof *bigger);
+    if (!bigger)
+        return -1;
+    *items = bigger;
+    *cap = grown;
+    return 0;
+}
+
+/* `conn`'s subscription to `room`, or NULL. */
+static sub_t *
+s_sub_find (ws_conn_t *conn, const char *room)
+{
+    for (uint32_t i = 0; i < conn->subs_count; i++)
+        if (strcmp (conn->subs[i]->room->id, room) == 0)
+            return conn->subs[i];
+    return NULL;
+}
+
 /* Subscribes `conn` to `room`; it receives events with seq > `after`. */
 static sub_t *
 s_subscribe (ws_conn_t *conn, const char *room, int64_t after)
 {
-    sub_t *sub = zhashx_lookup (conn->subs, room);
+    sub_t *sub = s_sub_find (conn, room);
     if (sub)
         return sub;
+    room_subs_t *subs = zhashx_lookup (conn->gw->rooms, room);
+    if (!subs) {
+        size_t len = strlen (room);
+        subs = calloc (1, sizeof *subs + len + 1);
+        if (!subs)
+            return NULL;
+        memcpy (subs->id, room, len + 1);
+        zhashx_insert (conn->gw->rooms, room, subs);
+    }
     sub = calloc (1, sizeof *sub);
+    if (!sub
+        || s_array_reserve ((void ***) &subs->subs, subs->count, &subs->cap) != 0
+        || s_array_reserve ((void ***) &conn->subs, conn->subs_count, &conn->subs_cap) != 0) {
+        free (sub);
+        if (subs->count == 0)
+            zhashx_delete (conn->gw->rooms, room);
+        return NULL;
+    }
+    sub->conn = conn;
+    sub->room = subs;
     sub->seq = after;
-    sub->handle = zlistx_add_end (s_list_require (conn->gw->rooms, room), conn);
-    zhashx_insert (conn->subs, room, sub);
+    sub->slot = subs->count;
+    subs->subs[subs->count++] = sub;
+    conn->subs[conn->subs_count++] = sub;
     return sub;
 }
 
@@ -379,16 +498,31 @@ s_sub_release_held (ws_conn_t *conn, sub_t *sub)
     zlistx_destroy (&sub->held);
 }
 
+/* Ends a subscription: out of both arrays (the last one takes its place). */
+static void
+s_unsubscribe_sub (ws_conn_t *conn, sub_t *sub)
+{
+    room_subs_t *room = sub->room;
+    sub_t *last = room->subs[--room->count];
+    room->subs[sub->slot] = last;
+    last->slot = sub->slot;
+    if (room->count == 0)
+        zhashx_delete (conn->gw->rooms, room->id);     /* frees room */
+    for (uint32_t i = 0; i < conn->subs_count; i++)
+        if (conn->subs[i] == sub) {
+            conn->subs[i] = conn->subs[--conn->subs_count];
+            break;
+        }
+    s_sub_release_held (conn, sub);
+    free (sub);
+}
+
 static void
 s_unsubscribe (ws_conn_t *conn, const char *room)
 {
-    sub_t *sub = zhashx_lookup (conn->subs, room);
-    if (!sub)
-        return;
-    s_list_remove (conn->gw->rooms, room, sub->handle);
-    s_sub_release_held (conn, sub);
-    free (sub);
-    zhashx_delete (conn->subs, room);
+    sub_t *sub = s_sub_find (conn, room);
+    if (sub)
+        s_unsubscribe_sub (conn, sub);
 }
 
 /* --- connection life ---------------------------------------------------- */
@@ -499,19 +633,16 @@ ws_on_established (gateway_t *gw, struct lws *wsi, gw_session_t *pss)
     snprintf (conn->id, sizeof conn->id, "c%llu", (unsigned long long) ++gw->next_conn);
     const struct lws_protocols *protocol = lws_get_protocol (wsi);
     conn->msgpack = protocol && strcmp (protocol->name, "parley.msgpack") == 0;
-    conn->subs = zhashx_new ();
-    conn->queue = zlistx_new ();
-    conn->backlog = zlistx_new ();
-    conn->early = zlistx_new ();
-    conn->typing = zlistx_new ();
-    zlistx_set_destructor (conn->typing, (zlistx_destructor_fn *) zstr_free);
-    zlistx_set_duplicator (conn->typing, (zlistx_duplicator_fn *) strdup);
-    zlistx_set_comparator (conn->typing, (zlistx_comparator_fn *) strcmp);
     ws_handshake_t *hs = lws_get_opaque_user_data (wsi);
     if (hs && hs->magic != WS_HANDSHAKE_MAGIC)
         hs = NULL;
     lws_set_opaque_user_data (wsi, NULL);
-    snprintf (conn->base, sizeof conn->base, "%s", hs ? hs->base : "");
+    conn->base = strdup (hs ? hs->base : "");
+    if (!conn->base) {
+        free (hs);
+        free (conn);
+        return -1;
+    }
     pss->conn = conn;
     zhashx_insert (gw->conns, conn->id, conn);
     metrics_add (gw->metrics, "ws_connections_open", 1);
@@ -573,7 +704,8 @@ ws_on_closed (gateway_t *gw, gw_session_t *pss)
         return;
     pss->conn = NULL;
     if (conn->user[0]) {
-        for (char *room = zlistx_first (conn->typing); room; room = zlistx_next (conn->typing))
+        for (char *room = conn->typing ? zlistx_first (conn->typing) : NULL; room;
+             room = zlistx_next (conn->typing))
             s_send_typing (conn, room, false);
         envelope_t *env = envelope_new (ENVELOPE_CONN_CLOSE);
         snprintf (env->user, sizeof env->user, "%s", conn->user);
@@ -583,25 +715,24 @@ ws_on_closed (gateway_t *gw, gw_session_t *pss)
         envelope_destroy (&env);
         s_list_remove (gw->users, conn->user, conn->user_handle);
     }
-    zlistx_t *rooms = zhashx_keys (conn->subs);
-    for (char *room = zlistx_first (rooms); room; room = zlistx_next (rooms))
-        s_unsubscribe (conn, room);
-    zlistx_destroy (&rooms);
-    zhashx_destroy (&conn->subs);
+    while (conn->subs_count)
+        s_unsubscribe_sub (conn, conn->subs[conn->subs_count - 1]);
+    free (conn->subs);
     frame_t *frame;
-    while ((frame = zlistx_detach (conn->queue, NULL)))
+    while ((frame = s_queue_pop (conn)))
         s_frame_unref (&frame);
-    zlistx_destroy (&conn->queue);
+    free (conn->queue);
     json_t *command;
-    while ((command = zlistx_detach (conn->backlog, NULL)))
+    while (conn->backlog && (command = zlistx_detach (conn->backlog, NULL)))
         json_decref (command);
     zlistx_destroy (&conn->backlog);
-    while ((frame = zlistx_detach (conn->early, NULL)))
+    while (conn->early && (frame = zlistx_detach (conn->early, NULL)))
         s_frame_unref (&frame);
     zlistx_destroy (&conn->early);
     json_decref (conn->resume_next);
     zlistx_destroy (&conn->typing);
     free (conn->rx);
+    free (conn->base);
     zhashx_delete (gw->conns, conn->id);
     metrics_add (gw->metrics, "ws_connections_open", -1);
     free (conn);
@@ -616,13 +747,19 @@ static void
 s_handle_typing (ws_conn_t *conn, json_t *command, json_t *ref, bool is_typing)
 {
     const char *room = json_string_value (json_object_get (command, "room"));
-    if (!room || !zhashx_lookup (conn->subs, room)) {
+    if (!room || !s_sub_find (conn, room)) {
         s_send_error (conn, ref, "not_found", "Not found.");
         return;
     }
+    if (is_typing && !conn->typing) {
+        conn->typing = zlistx_new ();
+        zlistx_set_destructor (conn->typing, (zlistx_destructor_fn *) zstr_free);
+        zlistx_set_duplicator (conn->typing, (zlistx_duplicator_fn *) strdup);
+        zlistx_set_comparator (conn->typing, (zlistx_comparator_fn *) strcmp);
+    }
     if (is_typing && !zlistx_find (conn->typing, (void *) room))
         zlistx_add_end (conn->typing, (void *) room);
-    else if (!is_typing && zlistx_find (conn->typing, (void *) room))
+    else if (!is_typing && conn->typing && zlistx_find (conn->typing, (void *) room))
         zlistx_delete (conn->typing, zlistx_cursor (conn->typing));
     s_send_typing (conn, room, is_typing);
 }
@@ -673,7 +810,7 @@ s_handle_op (ws_conn_t *conn, const ws_command_t *c, json_t *command, json_t *re
         const char *room;
         json_t *last;
         json_object_foreach (json_object_get (command, "rooms"), room, last) {
-            sub_t *sub = zhashx_lookup (conn->subs, room);
+            sub_t *sub = s_sub_find (conn, room);
             if (sub && json_is_integer (last) && json_integer_value (last) >= 0
                 && !sub->resuming) {
                 sub->seq = json_integer_value (last);
@@ -709,6 +846,8 @@ s_handle_command (ws_conn_t *conn, json_t *command)
         return;
     }
     if (!conn->ready) {
+        if (!conn->backlog)
+            conn->backlog = zlistx_new ();
         if (zlistx_size (conn->backlog) < WS_BACKLOG_MAX)
             zlistx_add_end (conn->backlog, json_incref (command));
         else
@@ -766,15 +905,25 @@ ws_on_receive (gateway_t *gw, struct lws *wsi, gw_session_t *pss, const void *da
         lws_close_reason (wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, NULL, 0);
         return -1;
     }
+    bool complete = lws_is_final_fragment (wsi) && !lws_remaining_packet_payload (wsi);
+    if (complete && conn->rx_len == 0) {
+        /* the usual case, a message in one piece: read where lws has it */
+        s_handle_message (conn, data, len, lws_frame_is_binary (wsi));
+        return 0;
+    }
+    /* lws hands a message over in pieces of at most rx_buffer_size (and a
+       client may fragment it): reassemble, up to WS_FRAME_MAX */
     char *grown = realloc (conn->rx, conn->rx_len + len + 1);
     if (!grown)
         return -1;
     conn->rx = grown;
     memcpy (conn->rx + conn->rx_len, data, len);
     conn->rx_len += len;
-    if (!lws_is_final_fragment (wsi) || lws_remaining_packet_payload (wsi))
+    if (!complete)
         return 0;
     s_handle_message (conn, conn->rx, conn->rx_len, lws_frame_is_binary (wsi));
+    free (conn->rx);                 /* no buffer kept between messages */
+    conn->rx = NULL;
     conn->rx_len = 0;
     return 0;
 }
@@ -836,16 +985,19 @@ s_on_hello (ws_conn_t *conn, json_t *body)
     conn->ready = true;
     s_send_json (conn, json_pack ("{s:s s:s}", "type", "ready", "user", conn->user));
     frame_t *frame;
-    while ((frame = zlistx_detach (conn->early, NULL))) {
+    while (conn->early && (frame = zlistx_detach (conn->early, NULL))) {
         s_enqueue (conn, frame);
         s_frame_unref (&frame);
     }
+    zlistx_destroy (&conn->early);
     json_t *command;
-    while (conn->ready && !conn->close_code
+    while (conn->ready && !conn->close_code && conn->backlog
            && (command = zlistx_detach (conn->backlog, NULL))) {
         s_handle_command (conn, command);
         json_decref (command);
     }
+    if (conn->backlog && !zlistx_size (conn->backlog))
+        zlistx_destroy (&conn->backlog);
 }
 
 /* Ends a room's replay: live events that waited are delivered in order. */
@@ -906,7 +1058,7 @@ s_resume_abort (ws_conn_t *conn, json_t *rooms)
     const char *room;
     json_t *value;
     json_object_foreach (rooms, room, value) {
-        sub_t *sub = zhashx_lookup (conn->subs, room);
+        sub_t *sub = s_sub_find (conn, room);
         if (sub && sub->resuming)
             s_resume_done (conn, sub);
     }
@@ -916,7 +1068,7 @@ s_resume_abort (ws_conn_t *conn, json_t *rooms)
 static bool
 s_resume_room (ws_conn_t *conn, const char *room, json_t *result)
 {
-    sub_t *sub = zhashx_lookup (conn->subs, room);
+    sub_t *sub = s_sub_find (conn, room);
     if (!sub)
         return false;
     json_t *truncated = json_object_get (result, "truncated");
@@ -962,7 +1114,7 @@ s_on_resume (ws_conn_t *conn, ws_request_t *req, json_t *body)
     json_object_foreach (json_object_get (body, "rooms"), room, result)
         if (s_resume_room (conn, room, result))
             json_object_set_new (again, room,
-                                 json_integer (((sub_t *) zhashx_lookup (conn->subs, room))->seq));
+                                 json_integer (s_sub_find (conn, room)->seq));
     if (json_object_size (again)) {
         /* the next page once this one is written: a replay never queues
            more than one page (WS_RESUME_BUDGET) for a client that reads */
@@ -970,7 +1122,7 @@ s_on_resume (ws_conn_t *conn, ws_request_t *req, json_t *body)
             s_resume_next (conn);
         conn->resume_next = json_pack ("{s:o s:O}", "rooms", again,
                                        "ref", req->ref ? req->ref : json_null ());
-        if (zlistx_size (conn->queue))
+        if (conn->queue_count)
             lws_callback_on_writable (conn->wsi);
         else
             s_resume_next (conn);
@@ -1121,12 +1273,14 @@ ws_on_room_event (gateway_t *gw, envelope_t *env)
     if (!type || !payload)
         return;
     s_membership (gw, env->room, type, seq, payload, true);
-    zlistx_t *conns = zhashx_lookup (gw->rooms, env->room);
+    room_subs_t *room = zhashx_lookup (gw->rooms, env->room);
     frame_t *json = s_frame_new (payload, strlen (payload), false), *mp = NULL;
-    for (ws_conn_t *conn = conns ? zlistx_first (conns) : NULL; conn;
-         conn = zlistx_next (conns)) {
-        sub_t *sub = zhashx_lookup (conn->subs, env->room);
-        if (!sub || seq <= sub->seq)
+    /* enqueueing never unsubscribes (a close happens in a later callback):
+       the array stays as it is during the walk */
+    for (uint32_t i = 0; room && i < room->count; i++) {
+        sub_t *sub = room->subs[i];
+        ws_conn_t *conn = sub->conn;
+        if (seq <= sub->seq)
             continue;              /* already had it: no duplicates */
         frame_t *frame = s_frame_for (conn, json, &mp);
         if (sub->resuming) {
@@ -1141,20 +1295,21 @@ ws_on_room_event (gateway_t *gw, envelope_t *env)
     s_membership (gw, env->room, type, seq, payload, false);
 }
 
-/* Delivers an ephemeral frame to a list of connections, but `except`'s.
+/* Delivers an ephemeral frame to one connection, unless it is `except`'s.
    A connection still loading its rooms gets it right after "ready" (its
    own presence going online, a notification, arrive in that window). */
 static void
-s_deliver_ephemeral (zlistx_t *conns, frame_t *json, frame_t **mp, const char *except)
+s_deliver_ephemeral (ws_conn_t *conn, frame_t *json, frame_t **mp, const char *except)
 {
-    for (ws_conn_t *conn = conns ? zlistx_first (conns) : NULL; conn;
-         conn = zlistx_next (conns)) {
-        if (except && strcmp (conn->user, except) == 0)
-            continue;
-        frame_t *frame = s_frame_for (conn, json, mp);
-        if (conn->ready)
-            s_enqueue (conn, frame);
-        else if (frame && zlistx_size (conn->early) < WS_BACKLOG_MAX) {
+    if (except && strcmp (conn->user, except) == 0)
+        return;
+    frame_t *frame = s_frame_for (conn, json, mp);
+    if (conn->ready)
+        s_enqueue (conn, frame);
+    else if (frame) {
+        if (!conn->early)
+            conn->early = zlistx_new ();
+        if (zlistx_size (conn->early) < WS_BACKLOG_MAX) {
             frame->refs++;
             zlistx_add_end (conn->early, frame);
         }
@@ -1169,7 +1324,9 @@ ws_on_room_ephemeral (gateway_t *gw, envelope_t *env)
     if (!payload)
         return;
     frame_t *json = s_frame_new (payload, strlen (payload), true), *mp = NULL;
-    s_deliver_ephemeral (zhashx_lookup (gw->rooms, env->room), json, &mp, except);
+    room_subs_t *room = zhashx_lookup (gw->rooms, env->room);
+    for (uint32_t i = 0; room && i < room->count; i++)
+        s_deliver_ephemeral (room->subs[i]->conn, json, &mp, except);
     s_frame_unref (&json);
     s_frame_unref (&mp);
 }
@@ -1184,9 +1341,11 @@ ws_on_user_event (gateway_t *gw, envelope_t *env)
     size_t i;
     json_t *user;
     json_array_foreach (json_object_get (env->body, "users"), i, user) {
-        const char *id = json_string_value (user);
-        if (id)
-            s_deliver_ephemeral (zhashx_lookup (gw->users, id), json, &mp, NULL);
+        zlistx_t *conns = json_string_value (user)
+                          ? zhashx_lookup (gw->users, json_string_value (user)) : NULL;
+        for (ws_conn_t *conn = conns ? zlistx_first (conns) : NULL; conn;
+             conn = zlistx_next (conns))
+            s_deliver_ephemeral (conn, json, &mp, NULL);
     }
     s_frame_unref (&json);
     s_frame_unref (&mp);

@@ -95,6 +95,16 @@ s_text_ok (const uint8_t *bytes, size_t size)
 {
     size_t i = 0;
     while (i < size) {
+        /* ASCII without NUL, eight bytes at a time (most JSON text) */
+        while (size - i >= 8) {
+            uint64_t w;
+            memcpy (&w, bytes + i, 8);
+            if (((w | ((w - 0x0101010101010101ull) & ~w)) & 0x8080808080808080ull) != 0)
+                break;
+            i += 8;
+        }
+        if (i == size)
+            break;
         uint8_t c = bytes[i];
         if (c >= 0x01 && c <= 0x7f) {
             i++;

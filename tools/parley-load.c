@@ -12,23 +12,32 @@
  *  go into log-linear histograms (tools/lib/histogram.h). A progress line
  *  each second; the report at the end. Loopback targets only.
  *
- *  Everything runs on one thread: lws_service drives the sockets, and a
- *  1 ms timer (lws_sul) paces the sends, drains the ZeroMQ sockets and
- *  prints the progress.
+ *  Everything runs on one thread: an epoll loop drives the WebSocket
+ *  clients (a minimal client of RFC 6455 written here: libwebsockets' client
+ *  parses every received byte one at a time, and at hundreds of thousands
+ *  of deliveries per second the generator would need more CPU than the
+ *  server it measures), and a 1 ms tick paces the sends, drains the ZeroMQ
+ *  sockets and prints the progress.
  */
 #include "histogram.h"
 #include "toolkit.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
-#include <libwebsockets.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 
 #define LOAD_TICK_US       1000
-#define LOAD_CONNECT_S     60          /* every client ready within       */
+#define LOAD_CONNECT_S     120         /* every client ready within       */
 #define LOAD_CLIENT_CAP    1000        /* sends queued + in flight, rate mode */
 #define LOAD_ZMQ_BATCH     4096        /* ZeroMQ messages read per tick   */
 
@@ -47,7 +56,13 @@ typedef struct {
     int room;                /* index into load->rooms */
     char user[40];
     char *token;
-    struct lws *wsi;
+    int fd;                  /* its socket; -1 when none              */
+    bool open;               /* the upgrade was answered (101)        */
+    bool pollout;            /* waiting for the socket to take more   */
+    char *in;                /* bytes received, not yet parsed        */
+    size_t in_len, in_cap;
+    char *out;               /* bytes to send                          */
+    size_t out_len, out_sent, out_cap;
     bool ready, closed;
     char *rx;                /* a frame being reassembled */
     size_t rx_len, rx_cap;
@@ -56,6 +71,17 @@ typedef struct {
     long next_n;
     seqset_t seen;
 } client_t;
+
+/* What a receiver found in one event: its type, and for message.new the
+   seq and the content's sender, number and send time. */
+typedef struct {
+    const char *type;        /* not NUL-terminated: type_len bytes */
+    size_t type_len;
+    int64_t seq;
+    bool ours;               /* content parsed: "L <sender> <n> <t_ns> ..." */
+    long sender, n;
+    int64_t t_ns;
+} scan_t;
 
 typedef struct {
     char id[40];
@@ -67,9 +93,10 @@ typedef struct {
 struct load_t {
     /* options */
     const char *url, *inject_endpoint, *events_endpoint, *prefix, *password;
-    long clients_n, rooms_n, window, count, size;
-    double rate, duration, drain;
-    bool inject, events, json, no_ws, bus_only;
+    long clients_n, rooms_n, users_n, senders_n, window, count, size, connect_batch;
+    double rate, duration, drain, hold;
+    bool inject, events, json, no_ws, bus_only, no_send, setup_only;
+    bool peer_ws;            /* --peer ws: a plain broadcast server (bench/ws-peer) */
     tool_curve_t curve;
     /* state */
     char host[256];
@@ -77,15 +104,21 @@ struct load_t {
     client_t *clients;
     room_t *rooms;
     zhashx_t *room_index;    /* room id -> index + 1 */
-    struct lws_context *context;
-    lws_sorted_usec_list_t sul;
+    int epfd;                /* the clients' sockets                  */
+    struct sockaddr_in addr; /* the server's                          */
+    uint32_t mask_seed;      /* masking keys (xorshift)               */
     zsock_t *dealer, *sub;
     int64_t start_ns, send_start_ns, send_end_ns, last_progress_ns, drain_end_ns;
     int phase;               /* 0 connecting, 1 sending, 2 draining, 3 done */
+    long next_connect;       /* clients connected so far                     */
+    int64_t hold_end_ns;     /* all ready: sending starts then (--hold)      */
+    long ready_n;            /* clients ready when connecting ended          */
+    double connect_s;        /* how long connecting took                     */
     long next_sender;
     long inject_in_flight;
     /* figures */
     long sent, acked, errors, delivered, unique, duplicated, out_of_order, expected;
+    long delivered_sending;  /* deliveries that arrived while sending        */
     long disconnects;
     long last_sent, last_acked, last_delivered;
     zhashx_t *error_codes;   /* code -> count (boxed long) */
@@ -119,7 +152,11 @@ s_usage (FILE *out)
         "options:\n"
         "  --url URL             server (default http://127.0.0.1:8080)\n"
         "  --clients N           users / WebSocket clients (default 20)\n"
-        "  --rooms R             rooms; client i is in room i %% R (default 4)\n"
+        "  --rooms R             rooms; user u is in room u %% R (default 4)\n"
+        "  --users U             distinct users (default: one per client); client i\n"
+        "                        is user i %% U, so a user may hold several connections\n"
+        "  --senders K           only clients 0..K-1 send; the others only receive\n"
+        "                        (default: all)\n"
         "  --rate M              messages per second in total (default 0: flat out)\n"
         "  --window W            flat out: messages each client keeps in flight\n"
         "                        (default 1; with --inject: in total, default 2000)\n"
@@ -138,6 +175,16 @@ s_usage (FILE *out)
         "  --bus-only            --inject --no-ws with envelopes the bus refuses before\n"
         "                        any database work (`user` not a UUID: wrong_type): the\n"
         "                        inject socket, codec and reply path alone\n"
+        "  --hold SECS           once every client is ready, wait SECS before sending\n"
+        "                        (\"holding\" on stderr: e.g. to measure idle memory)\n"
+        "  --no-send             connect, hold, report: no messages at all\n"
+        "  --setup-only          register/log in the users, create the rooms, exit\n"
+        "  --connect-batch N     connections being opened at once (default 500)\n"
+        "  --peer ws             drive a plain broadcast server instead of parleyd\n"
+        "                        (bench/ws-peer: no REST set-up, rooms r0..rR-1 by\n"
+        "                        ws://host/?room=rN, every text frame is broadcast to\n"
+        "                        the room as {\"type\":\"message.new\",\"seq\",\"message\"};\n"
+        "                        a sender's own copy counts as its ack)\n"
         "  --json                print the report as one JSON object too\n"
         TOOL_CURVE_HELP
         "  -h, --help            this help\n"
@@ -182,6 +229,25 @@ s_option (load_t *self, int argc, char *argv[], int *i)
         self->bus_only = self->inject = self->no_ws = true;
     else if (streq (a, "--json"))
         self->json = true;
+    else if (streq (a, "--no-send"))
+        self->no_send = true;
+    else if (streq (a, "--setup-only"))
+        self->setup_only = true;
+    else if (streq (a, "--peer") && more) {
+        const char *peer = argv[++*i];
+        if (streq (peer, "ws"))
+            self->peer_ws = true;
+        else if (!streq (peer, "parley"))
+            return -1;
+    }
+    else if (streq (a, "--users") && (rc = s_number (argc, argv, i, 1, 100000, &n)) == 0)
+        self->users_n = (long) n;
+    else if (streq (a, "--senders") && (rc = s_number (argc, argv, i, 0, 100000, &n)) == 0)
+        self->senders_n = (long) n;
+    else if (streq (a, "--connect-batch") && (rc = s_number (argc, argv, i, 1, 100000, &n)) == 0)
+        self->connect_batch = (long) n;
+    else if (streq (a, "--hold") && (rc = s_number (argc, argv, i, 0, 1e6, &n)) == 0)
+        self->hold = n;
     else if (streq (a, "--clients") && (rc = s_number (argc, argv, i, 1, 100000, &n)) == 0)
         self->clients_n = (long) n;
     else if (streq (a, "--rooms") && (rc = s_number (argc, argv, i, 1, 100000, &n)) == 0)
@@ -224,6 +290,10 @@ s_options (load_t *self, int argc, char *argv[])
     }
     if (!self->window)
         self->window = 1;
+    if (self->peer_ws && self->inject) {
+        fprintf (stderr, "parley-load: --peer ws has no inject socket\n");
+        return -1;
+    }
     return 0;
 }
 
@@ -333,7 +403,7 @@ s_create_room (CURL *curl, load_t *self, long r)
 {
     json_t *participants = json_array ();
     client_t *owner = &self->clients[r];
-    for (long i = r + self->rooms_n; i < self->clients_n; i += self->rooms_n)
+    for (long i = r + self->rooms_n; i < self->users_n; i += self->rooms_n)
         json_array_append_new (participants, json_string (self->clients[i].user));
     long members = json_array_size (participants) + 1;
     char name[200];
@@ -357,60 +427,147 @@ s_create_room (CURL *curl, load_t *self, long r)
     return 0;
 }
 
+/* --peer ws: no users, rooms by name (r0, r1, ...). */
+static int
+s_setup_peer (load_t *self)
+{
+    for (long r = 0; r < self->rooms_n; r++) {
+        snprintf (self->rooms[r].id, sizeof self->rooms[r].id, "r%ld", r);
+        zhashx_insert (self->room_index, self->rooms[r].id, (void *) (intptr_t) (r + 1));
+    }
+    for (long i = 0; i < self->clients_n; i++)
+        self->rooms[self->clients[i].room].members++;
+    return 0;
+}
+
 static int
 s_setup_rest (load_t *self)
 {
+    if (self->peer_ws)
+        return s_setup_peer (self);
     CURL *curl = curl_easy_init ();
     if (!curl)
         return -1;
     int rc = 0;
     int64_t t0 = tool_mono_ns ();
-    for (long i = 0; i < self->clients_n && rc == 0; i++) {
+    for (long i = 0; i < self->users_n && rc == 0; i++) {
         rc = s_login (curl, self, &self->clients[i]);
         if (i % 100 == 99)
             fprintf (stderr, "parley-load: %ld users logged in\n", i + 1);
+    }
+    /* more clients than users: client i is user i % U, another connection */
+    for (long i = self->users_n; i < self->clients_n && rc == 0; i++) {
+        client_t *user = &self->clients[i % self->users_n];
+        self->clients[i].token = strdup (user->token);
+        memcpy (self->clients[i].user, user->user, sizeof user->user);
     }
     for (long r = 0; r < self->rooms_n && rc == 0; r++)
         rc = s_create_room (curl, self, r);
     curl_easy_cleanup (curl);
     if (rc == 0)
-        fprintf (stderr, "parley-load: %ld users, %ld rooms ready in %.1f s\n",
-                 self->clients_n, self->rooms_n, (tool_mono_ns () - t0) / 1e9);
+        fprintf (stderr, "parley-load: %ld users, %ld clients, %ld rooms ready in %.1f s\n",
+                 self->users_n, self->clients_n, self->rooms_n,
+                 (tool_mono_ns () - t0) / 1e9);
     return rc;
 }
 
 /* --- receiving --------------------------------------------------------------- */
 
-/* Parses "L <sender> <n> <t_ns> ..." — our message's content. */
+/* Parses "L <sender> <n> <t_ns> ..." — our message's content (NUL- or
+   quote-terminated). */
 static bool
 s_parse_content (const char *content, long *sender, long *n, int64_t *t_ns)
 {
-    long long t = 0;
-    if (!content || sscanf (content, "L %ld %ld %lld", sender, n, &t) != 3)
+    if (!content || content[0] != 'L' || content[1] != ' ')
         return false;
-    *t_ns = t;
-    return true;
+    char *end;
+    const char *p = content + 2;
+    *sender = strtol (p, &end, 10);
+    if (end == p || *end != ' ')
+        return false;
+    p = end + 1;
+    *n = strtol (p, &end, 10);
+    if (end == p || *end != ' ')
+        return false;
+    p = end + 1;
+    *t_ns = strtoll (p, &end, 10);
+    return end != p;
+}
+
+/* The value after `"key"` and its colon in [p, end), or NULL. */
+static const char *
+s_value_of (const char *p, const char *end, const char *key, size_t key_len)
+{
+    const char *at = memmem (p, (size_t) (end - p), key, key_len);
+    if (!at)
+        return NULL;
+    at += key_len;
+    while (at < end && (*at == ' ' || *at == ':'))
+        at++;
+    return at < end ? at : NULL;
+}
+
+/* Reads what a receiver needs from one event object [p, p + len) without a
+   JSON parser: the first "type" (an event's own: parleyd writes it before
+   any nested object, as jsonb orders keys by length, and so does the ws
+   peer), the first "seq" and the first "content". Deliveries are counted in
+   the hundreds of thousands per second by one thread that shares the
+   machine with the server: a full parse of each would make the load
+   generator the bottleneck. Other events (ready, error, ...) are parsed. */
+static void
+s_scan (const char *p, size_t len, scan_t *out)
+{
+    const char *end = p + len;
+    *out = (scan_t) { .seq = -1 };
+    const char *v = s_value_of (p, end, "\"type\"", 6);
+    const char *q = v && *v == '"' ? memchr (v + 1, '"', (size_t) (end - v - 1)) : NULL;
+    if (!q)
+        return;
+    out->type = v + 1;
+    out->type_len = (size_t) (q - v - 1);
+    v = s_value_of (p, end, "\"seq\"", 5);
+    if (v)
+        out->seq = strtoll (v, NULL, 10);
+    v = s_value_of (p, end, "\"content\"", 9);
+    if (v && *v == '"')
+        out->ours = s_parse_content (v + 1, &out->sender, &out->n, &out->t_ns);
+}
+
+static bool
+s_type_is (const scan_t *e, const char *type)
+{
+    size_t len = strlen (type);
+    return e->type && e->type_len == len && memcmp (e->type, type, len) == 0;
 }
 
 /* One delivery of a message.new event to a receiver's seq set. */
 static void
-s_delivered (load_t *self, seqset_t *seen, json_t *event)
+s_delivered_scan (load_t *self, seqset_t *seen, const scan_t *e, int64_t now)
 {
-    json_t *message = json_object_get (event, "message");
-    long sender, n;
-    int64_t t_ns;
-    if (!s_parse_content (json_string_value (json_object_get (message, "content")),
-                          &sender, &n, &t_ns))
+    if (!e->ours)
         return;
     self->delivered++;
-    int how = s_seen (seen, json_integer_value (json_object_get (event, "seq")));
+    if (self->phase == 1)
+        self->delivered_sending++;
+    int how = s_seen (seen, e->seq);
     if (how == 1) {
         self->duplicated++;
         return;
     }
     self->unique++;
     self->out_of_order += how == 2;
-    histogram_record (self->latency, (uint64_t) (tool_mono_ns () - t_ns));
+    histogram_record (self->latency, (uint64_t) (now - e->t_ns));
+}
+
+/* The same for an event in JSON (the event socket's envelopes). */
+static void
+s_delivered (load_t *self, seqset_t *seen, json_t *event)
+{
+    scan_t e = { .seq = json_integer_value (json_object_get (event, "seq")) };
+    json_t *message = json_object_get (event, "message");
+    e.ours = s_parse_content (json_string_value (json_object_get (message, "content")),
+                              &e.sender, &e.n, &e.t_ns);
+    s_delivered_scan (self, seen, &e, tool_mono_ns ());
 }
 
 static void
@@ -427,160 +584,364 @@ s_count_error (load_t *self, const char *code)
 
 /* An acknowledged message: its receivers should get it. */
 static void
-s_acked (load_t *self, long room, const char *content)
+s_acked (load_t *self, long room, const scan_t *e, int64_t now)
 {
-    long sender, n;
-    int64_t t_ns;
     self->acked++;
     if (room >= 0)
         self->expected += self->rooms[room].receivers;
-    if (s_parse_content (content, &sender, &n, &t_ns))
-        histogram_record (self->ack_latency, (uint64_t) (tool_mono_ns () - t_ns));
+    if (e->ours)
+        histogram_record (self->ack_latency, (uint64_t) (now - e->t_ns));
 }
 
-/* One server event (or command answer) for client `c`. */
+/* One server event (or command answer) for client `c`, [p, p + len). */
 static void
-s_on_event (client_t *c, json_t *event)
+s_on_event (client_t *c, const char *p, size_t len, int64_t now)
 {
     load_t *self = c->load;
-    const char *type = json_string_value (json_object_get (event, "type"));
-    if (!type)
-        return;
-    if (streq (type, "message.new"))
-        s_delivered (self, &c->seen, event);
-    else if (streq (type, "ack")) {
-        c->in_flight--;
-        json_t *message = json_object_get (event, "message");
-        s_acked (self, c->room, json_string_value (json_object_get (message, "content")));
+    scan_t e;
+    s_scan (p, len, &e);
+    if (s_type_is (&e, "message.new")) {
+        /* a broadcast server has no acks: a sender's own copy is its ack */
+        if (self->peer_ws && e.ours && e.sender == c->index) {
+            c->in_flight--;
+            s_acked (self, c->room, &e, now);
+        }
+        s_delivered_scan (self, &c->seen, &e, now);
     }
-    else if (streq (type, "error")) {
+    else if (s_type_is (&e, "ack")) {
+        c->in_flight--;
+        s_acked (self, c->room, &e, now);
+    }
+    else if (s_type_is (&e, "error")) {
+        json_t *event = json_loadb (p, len, 0, NULL);
         c->in_flight--;
         s_count_error (self, json_string_value (json_object_get (event, "code")));
+        json_decref (event);
     }
-    else if (streq (type, "ready"))
+    else if (s_type_is (&e, "ready"))
         c->ready = true;
 }
 
+/* The end of the JSON object or array that starts at `p`. */
+static const char *
+s_value_end (const char *p, const char *end)
+{
+    int depth = 0;
+    while (p < end) {
+        char ch = *p;
+        if (ch == '"') {                   /* a string: jump to its closing quote */
+            p++;
+            for (;;) {
+                const char *q = memchr (p, '"', (size_t) (end - p));
+                if (!q)
+                    return end;
+                const char *b = q;
+                while (b > p && b[-1] == '\\')
+                    b--;
+                p = q + 1;
+                if (((q - b) & 1) == 0)
+                    break;
+            }
+            continue;
+        }
+        if (ch == '{' || ch == '[')
+            depth++;
+        else if ((ch == '}' || ch == ']') && --depth == 0)
+            return p + 1;
+        p++;
+    }
+    return end;
+}
+
+/* A frame holds one event object or an array of them (coalesced). */
 static void
 s_on_frame (client_t *c, const char *data, size_t len)
 {
-    json_t *frame = json_loadb (data, len, 0, NULL);
-    if (json_is_array (frame)) {
-        size_t i;
-        json_t *event;
-        json_array_foreach (frame, i, event)
-            s_on_event (c, event);
+    const char *p = data, *end = data + len;
+    int64_t now = tool_mono_ns ();
+    while (p < end && (p = memchr (p, '{', (size_t) (end - p)))) {
+        const char *next = s_value_end (p, end);
+        s_on_event (c, p, (size_t) (next - p), now);
+        p = next;
     }
-    else if (json_is_object (frame))
-        s_on_event (c, frame);
-    json_decref (frame);
 }
 
 /* --- WebSocket clients ------------------------------------------------------- */
 
-static int
-s_write (client_t *c)
+/* Appends `len` bytes to what `c` sends (data NULL: reserves them). */
+static char *
+s_out_reserve (client_t *c, size_t len)
+{
+    if (c->out_len + len > c->out_cap) {
+        size_t cap = c->out_cap ? c->out_cap * 2 : 4096;
+        while (cap < c->out_len + len)
+            cap *= 2;
+        c->out = realloc (c->out, cap);
+        c->out_cap = cap;
+    }
+    char *at = c->out + c->out_len;
+    c->out_len += len;
+    return at;
+}
+
+/* Queues one masked frame (a client's frames are masked, RFC 6455 5.3). */
+static void
+s_frame_out (client_t *c, int opcode, const char *payload, size_t len)
 {
     load_t *self = c->load;
-    if (c->queued <= 0)
-        return 0;
-    char content[10001];
-    int head = snprintf (content, sizeof content, "L %d %ld %lld ", c->index, c->next_n++,
-                         (long long) tool_mono_ns ());
-    long pad = self->size > head ? self->size - head : 0;
-    memset (content + head, 'x', (size_t) pad);
-    content[head + pad] = '\0';
-    json_t *command = json_pack ("{s:s s:s s:s s:I}", "type", "message.send", "room",
-                                 self->rooms[c->room].id, "content", content, "ref",
-                                 (json_int_t) c->next_n);
-    char *text = json_dumps (command, JSON_COMPACT);
-    json_decref (command);
-    size_t len = strlen (text);
-    unsigned char *buf = malloc (LWS_PRE + len);
-    memcpy (buf + LWS_PRE, text, len);
-    int rc = lws_write (c->wsi, buf + LWS_PRE, len, LWS_WRITE_TEXT);
-    free (buf);
-    free (text);
-    if (rc < (int) len)
-        return -1;
-    c->queued--;
-    c->in_flight++;
-    self->sent++;
-    if (c->queued > 0)
-        lws_callback_on_writable (c->wsi);
-    return 0;
+    unsigned char head[14];
+    size_t n = 0;
+    head[n++] = (unsigned char) (0x80 | opcode);
+    if (len < 126)
+        head[n++] = (unsigned char) (0x80 | len);
+    else if (len < 65536) {
+        head[n++] = 0x80 | 126;
+        head[n++] = (unsigned char) (len >> 8);
+        head[n++] = (unsigned char) len;
+    }
+    else {
+        head[n++] = 0x80 | 127;
+        for (int shift = 56; shift >= 0; shift -= 8)
+            head[n++] = (unsigned char) ((uint64_t) len >> shift);
+    }
+    uint32_t x = self->mask_seed;
+    x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+    self->mask_seed = x;
+    unsigned char key[4];
+    memcpy (key, &x, 4);
+    memcpy (head + n, key, 4);
+    n += 4;
+    memcpy (s_out_reserve (c, n), head, n);
+    unsigned char *to = (unsigned char *) s_out_reserve (c, len);
+    for (size_t i = 0; i < len; i++)
+        to[i] = (unsigned char) payload[i] ^ key[i & 3];
 }
 
 static void
-s_receive (client_t *c, struct lws *wsi, const void *in, size_t len)
+s_epoll_set (client_t *c, bool pollout)
 {
-    if (c->rx_len + len > c->rx_cap) {
-        c->rx_cap = (c->rx_len + len) * 2;
+    struct epoll_event ev = { .events = EPOLLIN | (pollout ? EPOLLOUT : 0), .data.ptr = c };
+    epoll_ctl (c->load->epfd, EPOLL_CTL_MOD, c->fd, &ev);
+    c->pollout = pollout;
+}
+
+static void
+s_close_client (client_t *c)
+{
+    if (c->fd >= 0) {
+        epoll_ctl (c->load->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+        close (c->fd);
+        c->fd = -1;
+    }
+    if (!c->closed && c->load->phase < 3)
+        c->load->disconnects++;
+    c->closed = true;
+    c->queued = 0;
+}
+
+/* Sends what the socket takes; the rest when it is writable again. */
+static void
+s_flush_out (client_t *c)
+{
+    while (c->fd >= 0 && c->out_sent < c->out_len) {
+        ssize_t n = send (c->fd, c->out + c->out_sent, c->out_len - c->out_sent, MSG_NOSIGNAL);
+        if (n > 0)
+            c->out_sent += (size_t) n;
+        else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (!c->pollout)
+                s_epoll_set (c, true);
+            return;
+        }
+        else if (n < 0 && errno == EINTR)
+            continue;
+        else {
+            s_close_client (c);
+            return;
+        }
+    }
+    c->out_len = c->out_sent = 0;
+    if (c->pollout && c->fd >= 0)
+        s_epoll_set (c, false);
+}
+
+/* Sends the messages queued for `c` (message.send commands). */
+static void
+s_write (client_t *c)
+{
+    load_t *self = c->load;
+    if (c->fd < 0 || !c->open)
+        return;
+    while (c->queued > 0) {
+        char content[10001];
+        int head = snprintf (content, sizeof content, "L %d %ld %lld ", c->index,
+                             c->next_n++, (long long) tool_mono_ns ());
+        long pad = self->size > head ? self->size - head : 0;
+        memset (content + head, 'x', (size_t) pad);
+        content[head + pad] = '\0';
+        json_t *command = json_pack ("{s:s s:s s:s s:I}", "type", "message.send", "room",
+                                     self->rooms[c->room].id, "content", content, "ref",
+                                     (json_int_t) c->next_n);
+        char *text = json_dumps (command, JSON_COMPACT);
+        json_decref (command);
+        s_frame_out (c, 0x1, text, strlen (text));
+        free (text);
+        c->queued--;
+        c->in_flight++;
+        self->sent++;
+    }
+    s_flush_out (c);
+}
+
+/* A data frame, or a piece of a fragmented message. */
+static void
+s_on_data (client_t *c, bool fin, int opcode, const char *payload, size_t len)
+{
+    if (fin && opcode != 0 && c->rx_len == 0) {
+        s_on_frame (c, payload, len);     /* the usual case: in place */
+        return;
+    }
+    if (c->rx_len + len + 1 > c->rx_cap) {
+        c->rx_cap = (c->rx_len + len + 1) * 2;
         c->rx = realloc (c->rx, c->rx_cap);
     }
-    memcpy (c->rx + c->rx_len, in, len);
+    memcpy (c->rx + c->rx_len, payload, len);
     c->rx_len += len;
-    if (lws_is_final_fragment (wsi) && !lws_remaining_packet_payload (wsi)) {
+    if (fin) {
         s_on_frame (c, c->rx, c->rx_len);
         c->rx_len = 0;
     }
 }
 
-static int
-s_ws_callback (struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-               size_t len)
+/* Parses what was received: the upgrade's answer, then frames. */
+static void
+s_parse (client_t *c)
 {
-    (void) user;
-    client_t *c = lws_get_opaque_user_data (wsi);
-    if (!c)
-        return 0;
-    switch (reason) {
-    case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
-        fprintf (stderr, "parley-load: client %d: connection error: %s\n", c->index,
-                 in ? (const char *) in : "?");
-        /* fall through */
-    case LWS_CALLBACK_CLIENT_CLOSED:
-        if (!c->closed && c->load->phase < 3)
-            c->load->disconnects++;
-        c->closed = true;
-        c->wsi = NULL;
-        break;
-    case LWS_CALLBACK_CLIENT_RECEIVE:
-        s_receive (c, wsi, in, len);
-        break;
-    case LWS_CALLBACK_CLIENT_WRITEABLE:
-        return s_write (c);
-    default:
-        break;
+    size_t off = 0;
+    if (!c->open) {
+        char *end = memmem (c->in, c->in_len, "\r\n\r\n", 4);
+        if (!end) {
+            if (c->in_len > 16384)
+                s_close_client (c);
+            return;
+        }
+        if (c->in_len < 12 || memcmp (c->in + 9, "101", 3) != 0) {
+            fprintf (stderr, "parley-load: client %d: upgrade refused: %.*s\n", c->index,
+                     (int) strcspn (c->in, "\r\n"), c->in);
+            s_close_client (c);
+            return;
+        }
+        c->open = true;
+        if (c->load->peer_ws)            /* a broadcast server says nothing first */
+            c->ready = true;
+        off = (size_t) (end + 4 - c->in);
     }
-    return 0;
+    while (c->fd >= 0 && c->in_len - off >= 2) {
+        unsigned char *p = (unsigned char *) c->in + off;
+        size_t avail = c->in_len - off, head = 2;
+        bool fin = p[0] & 0x80, masked = p[1] & 0x80;
+        int opcode = p[0] & 0x0f;
+        uint64_t len = p[1] & 0x7f;
+        if (len == 126) {
+            if (avail < 4)
+                break;
+            len = (uint64_t) p[2] << 8 | p[3];
+            head = 4;
+        }
+        else if (len == 127) {
+            if (avail < 10)
+                break;
+            len = 0;
+            for (int i = 2; i < 10; i++)
+                len = len << 8 | p[i];
+            head = 10;
+        }
+        if (masked)
+            head += 4;
+        if (avail < head + len)
+            break;
+        char *payload = (char *) p + head;
+        if (masked)                      /* servers do not mask; tolerated */
+            for (uint64_t i = 0; i < len; i++)
+                payload[i] ^= (char) p[head - 4 + (i & 3)];
+        off += head + len;
+        if (opcode <= 2)
+            s_on_data (c, fin, opcode, payload, (size_t) len);
+        else if (opcode == 0x9) {        /* ping: pong */
+            s_frame_out (c, 0xA, payload, (size_t) len);
+            s_flush_out (c);
+        }
+        else if (opcode == 0x8) {        /* close */
+            s_close_client (c);
+            return;
+        }
+    }
+    if (c->fd < 0)
+        return;
+    memmove (c->in, c->in + off, c->in_len - off);
+    c->in_len -= off;
 }
 
-static const struct lws_protocols s_protocols[] = {
-    { "parley-load", s_ws_callback, 0, 65536, 0, NULL, 0 },
-    { NULL, NULL, 0, 0, 0, NULL, 0 }
-};
+static void
+s_read (client_t *c)
+{
+    if (c->in_cap - c->in_len < 65536) {
+        c->in_cap = c->in_cap ? c->in_cap * 2 : 131072;
+        while (c->in_cap - c->in_len < 65536)
+            c->in_cap *= 2;
+        c->in = realloc (c->in, c->in_cap);
+    }
+    ssize_t n = recv (c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
+    if (n > 0) {
+        c->in_len += (size_t) n;
+        s_parse (c);
+    }
+    else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+        s_close_client (c);
+}
+
+static void
+s_on_socket (client_t *c, uint32_t events)
+{
+    if (events & EPOLLOUT)
+        s_flush_out (c);
+    if (c->fd >= 0 && (events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+        s_read (c);
+}
 
 static void
 s_connect_client (load_t *self, client_t *c)
 {
     char path[1200];
-    snprintf (path, sizeof path, "/ws/?token=%s", c->token);
-    struct lws_client_connect_info info = { 0 };
-    info.context = self->context;
-    info.address = self->host;
-    info.port = self->port;
-    info.path = path;
-    info.host = self->host;
-    info.origin = self->host;
-    info.ietf_version_or_minus_one = -1;
-    info.local_protocol_name = "parley-load";
-    info.opaque_user_data = c;
-    info.pwsi = &c->wsi;
-    if (!lws_client_connect_via_info (&info)) {
+    if (self->peer_ws)
+        snprintf (path, sizeof path, "/?room=%s", self->rooms[c->room].id);
+    else
+        snprintf (path, sizeof path, "/ws/?token=%s", c->token);
+    c->fd = socket (AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (c->fd >= 0)
+        setsockopt (c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (c->fd < 0
+        || (connect (c->fd, (struct sockaddr *) &self->addr, sizeof self->addr) != 0
+            && errno != EINPROGRESS)) {
+        fprintf (stderr, "parley-load: client %d: cannot connect: %s\n", c->index,
+                 strerror (errno));
+        if (c->fd >= 0)
+            close (c->fd);
+        c->fd = -1;
         c->closed = true;
         self->disconnects++;
+        return;
     }
+    struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT, .data.ptr = c };
+    epoll_ctl (self->epfd, EPOLL_CTL_ADD, c->fd, &ev);
+    c->pollout = true;
+    char request[1600];
+    int n = snprintf (request, sizeof request,
+                      "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
+                      "Connection: Upgrade\r\nSec-WebSocket-Key: cGFybGV5LWxvYWQtMDAwMQ==\r\n"
+                      "Sec-WebSocket-Version: 13\r\nOrigin: http://%s\r\n\r\n",
+                      path, self->host, self->port, self->host);
+    memcpy (s_out_reserve (c, (size_t) n), request, (size_t) n);
 }
 
 /* --- the inject and the event socket ------------------------------------------ */
@@ -672,25 +1033,22 @@ s_schedule_sends (load_t *self, int64_t now)
         return;
     }
     long queued_total = 0;
-    for (long i = 0; i < self->clients_n; i++)
+    for (long i = 0; i < self->senders_n; i++)
         queued_total += self->clients[i].queued;
     if (self->rate > 0) {
         long want = (long) (self->rate * (now - self->send_start_ns) / 1e9)
                     - self->sent - queued_total;
         for (long k = 0, tries = 0; k < want && k < budget - queued_total
-                                    && tries < self->clients_n; ) {
+                                    && tries < self->senders_n; ) {
             client_t *c = &self->clients[self->next_sender];
-            self->next_sender = (self->next_sender + 1) % self->clients_n;
-            if (c->ready && !c->closed && c->queued + c->in_flight < LOAD_CLIENT_CAP) {
+            self->next_sender = (self->next_sender + 1) % self->senders_n;
+            if (c->ready && !c->closed && c->queued + c->in_flight < LOAD_CLIENT_CAP)
                 c->queued++, k++, tries = 0;
-                lws_callback_on_writable (c->wsi);
-            }
             else
                 tries++;
         }
-        return;
     }
-    for (long i = 0; i < self->clients_n && queued_total < budget; i++) {
+    for (long i = 0; i < self->senders_n && queued_total < budget && self->rate <= 0; i++) {
         client_t *c = &self->clients[i];
         if (c->ready && !c->closed && c->queued + c->in_flight < self->window) {
             long add = self->window - c->queued - c->in_flight;
@@ -698,9 +1056,11 @@ s_schedule_sends (load_t *self, int64_t now)
                 add = budget - queued_total;
             c->queued += add;
             queued_total += add;
-            lws_callback_on_writable (c->wsi);
         }
     }
+    for (long i = 0; i < self->senders_n; i++)
+        if (self->clients[i].queued > 0)
+            s_write (&self->clients[i]);
 }
 
 static void
@@ -748,15 +1108,27 @@ s_begin_sending (load_t *self, int64_t now)
     self->send_start_ns = now;
 }
 
+/* Opens connections, at most connect_batch of them still getting ready;
+   true when every client is ready (or gone). */
 static bool
-s_all_ready (load_t *self)
+s_connect_more (load_t *self)
 {
     if (self->no_ws)
         return true;
-    for (long i = 0; i < self->clients_n; i++)
-        if (!self->clients[i].ready && !self->clients[i].closed)
-            return false;
-    return true;
+    long opening = 0, ready = 0;
+    for (long i = 0; i < self->next_connect; i++) {
+        client_t *c = &self->clients[i];
+        if (c->ready && !c->closed)
+            ready++;
+        else if (!c->closed)
+            opening++;
+    }
+    while (opening < self->connect_batch && self->next_connect < self->clients_n) {
+        s_connect_client (self, &self->clients[self->next_connect++]);
+        opening++;
+    }
+    self->ready_n = ready;
+    return opening == 0 && self->next_connect == self->clients_n;
 }
 
 static long
@@ -776,9 +1148,22 @@ s_phase (load_t *self, int64_t now)
         self->interrupted = true;
         self->phase = 3;
     }
-    if (self->phase == 0 && (s_all_ready (self)
-                             || now - self->start_ns > (int64_t) LOAD_CONNECT_S * 1000000000))
-        s_begin_sending (self, now);
+    if (self->phase == 0 && !self->hold_end_ns
+        && (s_connect_more (self)
+            || now - self->start_ns > (int64_t) LOAD_CONNECT_S * 1000000000)) {
+        self->connect_s = (now - self->start_ns) / 1e9;
+        self->hold_end_ns = now + (int64_t) (self->hold * 1e9);
+        fprintf (stderr, "parley-load: %ld of %ld clients ready in %.1f s%s", self->ready_n,
+                 self->clients_n, self->connect_s, self->hold > 0 ? "; holding" : "\n");
+        if (self->hold > 0)
+            fprintf (stderr, " %.0f s\n", self->hold);
+    }
+    if (self->phase == 0 && self->hold_end_ns && now >= self->hold_end_ns) {
+        if (self->no_send)
+            self->phase = 3;
+        else
+            s_begin_sending (self, now);
+    }
     else if (self->phase == 1
              && (now - self->send_start_ns >= (int64_t) (self->duration * 1e9)
                  || (self->count && self->sent >= self->count))) {
@@ -795,9 +1180,8 @@ s_phase (load_t *self, int64_t now)
 }
 
 static void
-s_tick (lws_sorted_usec_list_t *sul)
+s_tick (load_t *self)
 {
-    load_t *self = lws_container_of (sul, load_t, sul);
     int64_t now = tool_mono_ns ();
     if (self->dealer)
         s_inject_replies (self);
@@ -808,10 +1192,26 @@ s_tick (lws_sorted_usec_list_t *sul)
         s_schedule_sends (self, now);
     if (now - self->last_progress_ns >= 1000000000)
         s_progress (self, now);
-    if (self->phase < 3)
-        lws_sul_schedule (self->context, 0, &self->sul, s_tick, LOAD_TICK_US);
-    else
-        lws_cancel_service (self->context);
+}
+
+/* The loop: socket events, and a tick every LOAD_TICK_US. */
+static void
+s_run (load_t *self)
+{
+    struct epoll_event events[512];
+    int64_t next_tick = tool_mono_ns ();
+    while (self->phase < 3) {
+        int64_t now = tool_mono_ns ();
+        int timeout = next_tick > now ? (int) ((next_tick - now + 999999) / 1000000) : 0;
+        int n = epoll_wait (self->epfd, events, 512, timeout);
+        for (int i = 0; i < n; i++)
+            s_on_socket (events[i].data.ptr, events[i].events);
+        now = tool_mono_ns ();
+        if (now >= next_tick) {
+            s_tick (self);
+            next_tick = now + LOAD_TICK_US * 1000;
+        }
+    }
 }
 
 /* --- report ------------------------------------------------------------------ */
@@ -835,15 +1235,19 @@ s_report_json (load_t *self)
     json_t *codes = json_object ();
     for (long *n = zhashx_first (self->error_codes); n; n = zhashx_next (self->error_codes))
         json_object_set_new (codes, zhashx_cursor (self->error_codes), json_integer (*n));
-    return json_pack ("{s:s s:I s:I s:f s:f s:I s:f s:I s:f s:I s:o s:I s:I s:I s:I s:I s:I"
-                      " s:o s:o s:b}",
-        "mode", self->inject ? "inject" : "websocket", "clients", (json_int_t) self->clients_n,
+    return json_pack ("{s:s s:s s:I s:I s:I s:f s:I s:f s:f s:I s:f s:I s:f s:I s:o s:I s:I"
+                      " s:f s:I s:I s:I s:I s:o s:o s:b}",
+        "mode", self->inject ? "inject" : "websocket", "peer", self->peer_ws ? "ws" : "parley",
+        "clients", (json_int_t) self->clients_n, "users", (json_int_t) self->users_n,
+        "ready", (json_int_t) self->ready_n, "connect_seconds", self->connect_s,
         "rooms", (json_int_t) self->rooms_n, "send_seconds", secs,
         "rate_target", self->rate, "sent", (json_int_t) self->sent,
         "sent_per_s", secs > 0 ? self->sent / secs : 0.0, "acked", (json_int_t) self->acked,
         "acked_per_s", secs > 0 ? self->acked / secs : 0.0, "errors", (json_int_t) self->errors,
         "error_codes", codes, "expected", (json_int_t) self->expected,
-        "delivered", (json_int_t) self->delivered, "lost", (json_int_t) lost,
+        "delivered", (json_int_t) self->delivered,
+        "delivered_per_s", secs > 0 ? self->delivered_sending / secs : 0.0,
+        "lost", (json_int_t) lost,
         "duplicated", (json_int_t) self->duplicated,
         "out_of_order", (json_int_t) self->out_of_order,
         "disconnects", (json_int_t) self->disconnects,
@@ -869,17 +1273,21 @@ s_report (load_t *self)
     json_t *r = s_report_json (self);
 #define I(k) (long long) json_integer_value (json_object_get (r, k))
 #define F(k) json_real_value (json_object_get (r, k))
-    printf ("parley-load: %s, %lld clients, %lld rooms, %.1f s of sending%s\n",
-            json_string_value (json_object_get (r, "mode")), I ("clients"), I ("rooms"),
+    printf ("parley-load: %s%s, %lld clients (%lld ready in %.1f s), %lld users, %lld rooms,"
+            " %.1f s of sending%s\n",
+            json_string_value (json_object_get (r, "mode")), self->peer_ws ? " (ws peer)" : "",
+            I ("clients"), I ("ready"), F ("connect_seconds"), I ("users"), I ("rooms"),
             F ("send_seconds"), self->interrupted ? " (interrupted)" : "");
     printf ("sent         %lld  (%.0f/s)\n", I ("sent"), F ("sent_per_s"));
-    printf ("acknowledged %lld  (%.0f/s, committed)\n", I ("acked"), F ("acked_per_s"));
+    printf ("acknowledged %lld  (%.0f/s, %s)\n", I ("acked"), F ("acked_per_s"),
+            self->peer_ws ? "the sender's own copy" : "committed");
     printf ("errors       %lld", I ("errors"));
     const char *code;
     json_t *n;
     json_object_foreach (json_object_get (r, "error_codes"), code, n)
         printf ("  %s: %lld", code, (long long) json_integer_value (n));
-    printf ("\ndelivered    %lld  (expected %lld)\n", I ("delivered"), I ("expected"));
+    printf ("\ndelivered    %lld  (expected %lld; %.0f/s while sending)\n", I ("delivered"),
+            I ("expected"), F ("delivered_per_s"));
     printf ("lost         %lld\nduplicated   %lld\nout of order %lld\ndisconnects  %lld\n",
             I ("lost"), I ("duplicated"), I ("out_of_order"), I ("disconnects"));
     s_print_latency ("delivery latency", json_object_get (r, "delivery_latency"));
@@ -945,19 +1353,18 @@ fail:
 }
 
 static int
-s_setup_lws (load_t *self)
+s_setup_net (load_t *self)
 {
-    lws_set_log_level (LLL_ERR, NULL);
-    struct lws_context_creation_info info = { 0 };
-    info.port = CONTEXT_PORT_NO_LISTEN;
-    info.protocols = s_protocols;
-    info.options = 0;
-    self->context = lws_create_context (&info);
-    if (!self->context)
+    self->addr.sin_family = AF_INET;
+    self->addr.sin_port = htons ((uint16_t) self->port);
+    const char *host = streq (self->host, "localhost") ? "127.0.0.1" : self->host;
+    if (inet_pton (AF_INET, host, &self->addr.sin_addr) != 1) {
+        fprintf (stderr, "parley-load: %s: an IPv4 loopback address is needed\n", self->host);
         return -1;
-    for (long i = 0; i < self->clients_n && !self->no_ws; i++)
-        s_connect_client (self, &self->clients[i]);
-    return 0;
+    }
+    self->mask_seed = (uint32_t) tool_mono_ns () | 1;
+    self->epfd = epoll_create1 (EPOLL_CLOEXEC);
+    return self->epfd >= 0 ? 0 : -1;   /* connections open in s_tick: s_connect_more */
 }
 
 static void
@@ -973,9 +1380,11 @@ s_raise_fd_limit (void)
 static void
 s_destroy (load_t *self)
 {
-    if (self->context)
-        lws_context_destroy (self->context);
     for (long i = 0; self->clients && i < self->clients_n; i++) {
+        if (self->clients[i].fd >= 0)
+            close (self->clients[i].fd);
+        free (self->clients[i].in);
+        free (self->clients[i].out);
         free (self->clients[i].token);
         free (self->clients[i].rx);
         free (self->clients[i].seen.bits);
@@ -988,6 +1397,8 @@ s_destroy (load_t *self)
     zhashx_destroy (&self->error_codes);
     zsock_destroy (&self->dealer);
     zsock_destroy (&self->sub);
+    if (self->epfd > 0)
+        close (self->epfd);
     histogram_destroy (&self->latency);
     histogram_destroy (&self->ack_latency);
 }
@@ -998,8 +1409,8 @@ s_init (load_t *self)
     self->clients = calloc ((size_t) self->clients_n, sizeof *self->clients);
     self->rooms = calloc ((size_t) self->rooms_n, sizeof *self->rooms);
     for (long i = 0; i < self->clients_n; i++)
-        self->clients[i] = (client_t) { .load = self, .index = (int) i,
-                                        .room = (int) (i % self->rooms_n) };
+        self->clients[i] = (client_t) { .load = self, .index = (int) i, .fd = -1,
+                                        .room = (int) (i % self->users_n % self->rooms_n) };
     self->room_index = zhashx_new ();
     self->error_codes = zhashx_new ();
     zhashx_set_destructor (self->error_codes, (zhashx_destructor_fn *) zstr_free);
@@ -1023,22 +1434,28 @@ main (int argc, char *argv[])
             s_usage (stderr);
         return rc < 0 ? 2 : 0;
     }
-    if (self.rooms_n > self.clients_n)
-        self.rooms_n = self.clients_n;
+    if (!self.users_n || self.users_n > self.clients_n)
+        self.users_n = self.clients_n;
+    if (self.rooms_n > self.users_n)
+        self.rooms_n = self.users_n;
+    if (!self.senders_n || self.senders_n > self.clients_n)
+        self.senders_n = self.clients_n;
+    if (!self.connect_batch)
+        self.connect_batch = 500;
     if (s_parse_url (&self) != 0)
         return 2;
     s_raise_fd_limit ();
     curl_global_init (CURL_GLOBAL_DEFAULT);
     s_init (&self);
     rc = 1;
-    if (s_setup_rest (&self) == 0 && s_setup_sockets (&self) == 0 && s_setup_lws (&self) == 0) {
+    if (self.setup_only)
+        rc = s_setup_rest (&self) == 0 ? 0 : 1;
+    else if (s_setup_rest (&self) == 0 && s_setup_sockets (&self) == 0
+             && s_setup_net (&self) == 0) {
         signal (SIGINT, s_on_signal);
         signal (SIGTERM, s_on_signal);
         self.start_ns = self.last_progress_ns = tool_mono_ns ();
-        lws_sul_schedule (self.context, 0, &self.sul, s_tick, LOAD_TICK_US);
-        while (self.phase < 3)
-            if (lws_service (self.context, 0) < 0)
-                break;
+        s_run (&self);
         if (!self.send_end_ns)
             self.send_end_ns = tool_mono_ns ();
         s_report (&self);

@@ -425,18 +425,12 @@ static int
 s_reply_message (op_t *op, int status, const char *id)
 {
     const char *params[] = { id, op->user_id, op->base };
-    json_t *message = op_query_json (op,
+    int rc = op_query_reply (op, status,
         "SELECT parley_message_json (m, $2::uuid, $3) FROM messages m"
         " WHERE m.id = $1::uuid", 3, params);
-    if (!message)
-        return -1;
-    if (json_is_null (message)) {
-        json_decref (message);
+    if (rc == 0)
         op_not_found (op);
-        return 0;
-    }
-    op_reply (op, status, message);
-    return 0;
+    return rc < 0 ? -1 : 0;
 }
 
 /* Runs `sql`, a change returning (event jsonb, message jsonb) rows — none
@@ -526,22 +520,18 @@ s_insert (op_t *op, s_draft_t *d)
     return ops_notify_message (op, id) < 0 ? -1 : 0;
 }
 
-/* s_insert, idempotent on (sender, client_id): a concurrent send with the
-   same key loses the unique index race inside its own savepoint and
-   answers the winner's message (200). Returns 0 or -1. */
+/* s_insert, idempotent on (sender, client_id): the caller's message with
+   that client_id was looked up first (s_find_client_id), so the unique
+   index can only be raced by a send with the same key committed meanwhile
+   on another connection (another room's persister, another node). Then
+   the insert fails with 23505 (no savepoint of its own: two round trips
+   per message saved) and the persister runs the operation once more from
+   its savepoint (actors/persister.c s_run_op), which finds the winner's
+   message and answers it (200). Returns 0 or -1. */
 static int
 s_send (op_t *op, s_draft_t *d)
 {
-    if (!d->client_id)
-        return s_insert (op, d);
-    if (op_command (op, "SAVEPOINT message_send", 0, NULL) < 0)
-        return -1;
-    if (s_insert (op, d) == 0)
-        return op_command (op, "RELEASE SAVEPOINT message_send", 0, NULL) < 0 ? -1 : 0;
-    if (strcmp (op_sqlstate (op), "23505") != 0
-        || op_command (op, "ROLLBACK TO SAVEPOINT message_send", 0, NULL) < 0)
-        return -1;
-    return s_find_client_id (op, d->client_id) == 1 ? 0 : -1;
+    return s_insert (op, d);
 }
 
 /* Who may post into the room: participants (404 invisible, 403 visible),
@@ -706,8 +696,8 @@ s_list (op_t *op)
     int in_room = op_query_uuid (op, "room", &room);
     if (in_room < 0)
         return 0;
+    op_access_t access = { .messages_count = -1 };
     if (in_room) {
-        op_access_t access;
         if (op_room_access (op, room, false, &access) < 0)
             return -1;
         if (access.role == OP_ROLE_NONE) {
@@ -733,7 +723,10 @@ s_list (op_t *op)
     snprintf (list_sql, sizeof list_sql, "SELECT parley_message_json (m, arg.viewer, arg.base)"
               " FROM (SELECT $1::uuid AS viewer, $2::text AS base) arg, messages m"
               " WHERE %s ORDER BY %s LIMIT $%d OFFSET $%d", f.where, order, f.n + 1, f.n + 2);
-    return op_list (op, count_sql, list_sql, f.n, f.params);
+    /* ?room= alone lists every row of the room, tombstones included: the
+       room's messages_count is the count. Any other filter: count(*). */
+    long long count = in_room && f.n == 3 ? access.messages_count : -1;
+    return op_list_counted (op, count, count_sql, list_sql, f.n, f.params);
 }
 
 /* GET messages/{id}/thread/ — the replies, oldest first. */

@@ -66,6 +66,8 @@ typedef struct {
     bool creator;             /* the caller created the room            */
     long long max_participants;
     long long count;          /* participants now                       */
+    long long messages_count; /* messages, tombstones included (the
+                                 messages_inserted trigger keeps it)    */
 } s_room_t;
 
 /* What the caller must be for an operation (s_room_gate). */
@@ -90,7 +92,7 @@ s_room_load (op_t *op, const char *id, bool lock, s_room_t *room)
         "SELECT r.room_type, r.is_private, r.is_archived, r.max_participants,"
         "       (SELECT count(*) FROM room_participants c WHERE c.room_id = r.id),"
         "       p.user_id IS NOT NULL, coalesce (p.is_admin, false),"
-        "       r.created_by IS NOT DISTINCT FROM $2::uuid"
+        "       r.created_by IS NOT DISTINCT FROM $2::uuid, r.messages_count"
         "  FROM rooms r LEFT JOIN room_participants p"
         "       ON p.room_id = r.id AND p.user_id = $2::uuid"
         " WHERE r.id = $1::uuid", 2, params);
@@ -107,6 +109,7 @@ s_room_load (op_t *op, const char *id, bool lock, s_room_t *room)
         room->member = s_pg_bool (res, 5);
         room->admin = s_pg_bool (res, 6);
         room->creator = s_pg_bool (res, 7);
+        room->messages_count = strtoll (PQgetvalue (res, 0, 8), NULL, 10);
     }
     PQclear (res);
     return found;
@@ -150,13 +153,12 @@ static int
 s_reply_room (op_t *op, int status, const char *room)
 {
     const char *params[] = { op->user_id, op->base, room };
-    json_t *json = op_query_json (op,
+    int rc = op_query_reply (op, status,
         "SELECT parley_room_json(r, $1::uuid, $2) FROM rooms r WHERE r.id = $3::uuid",
         3, params);
-    if (!json)
-        return -1;
-    op_reply (op, status, json);
-    return 0;
+    if (rc == 0)
+        op_reply (op, status, json_null ());
+    return rc < 0 ? -1 : 0;
 }
 
 /* Records the event object `event` (taken) returned by an event helper. */
@@ -891,13 +893,11 @@ s_query_seq (op_t *op, const char *name, char *out, size_t size, const char **pa
     return 0;
 }
 
-#define S_MESSAGES_WHERE                                                       \
-    " FROM messages m WHERE m.room_id = $3::uuid"                             \
-    "  AND ($4::bigint IS NULL OR m.seq < $4::bigint)"                        \
-    "  AND ($5::bigint IS NULL OR m.seq > $5::bigint)"
-
 /* GET rooms/{id}/messages/: newest first, ?ordering=seq for oldest first,
-   strict ?before_seq= / ?after_seq=. Anyone who sees the room may read. */
+   strict ?before_seq= / ?after_seq=. Anyone who sees the room may read.
+   The WHERE names only the conditions given (no "$n IS NULL OR ..."), so
+   PostgreSQL settles on one generic plan per shape instead of planning
+   every execution afresh. */
 static int
 s_messages (op_t *op)
 {
@@ -911,15 +911,29 @@ s_messages (op_t *op)
         || s_query_seq (op, "after_seq", after, sizeof after, &after_p) < 0)
         return 0;
     op_query_string (op, "ordering", &ordering);
-    const char *params[] = { op->user_id, op->base, room.id, before_p, after_p };
-    const char *count_sql = "SELECT count(*), $1::uuid, $2::text" S_MESSAGES_WHERE;
-    if (strcmp (ordering, "seq") == 0)
-        return op_list (op, count_sql,
-            "SELECT parley_message_json(m, $1::uuid, $2)" S_MESSAGES_WHERE
-            " ORDER BY m.seq LIMIT $6 OFFSET $7", 5, params);
-    return op_list (op, count_sql,
-        "SELECT parley_message_json(m, $1::uuid, $2)" S_MESSAGES_WHERE
-        " ORDER BY m.seq DESC LIMIT $6 OFFSET $7", 5, params);
+    const char *params[5] = { op->user_id, op->base, room.id };
+    int n = 3;
+    char where[160] = " FROM messages m WHERE m.room_id = $3::uuid";
+    if (before_p) {
+        params[n++] = before_p;
+        snprintf (where + strlen (where), sizeof where - strlen (where),
+                  " AND m.seq < $%d::bigint", n);
+    }
+    if (after_p) {
+        params[n++] = after_p;
+        snprintf (where + strlen (where), sizeof where - strlen (where),
+                  " AND m.seq > $%d::bigint", n);
+    }
+    char count_sql[256], list_sql[320];
+    snprintf (count_sql, sizeof count_sql, "SELECT count(*), $1::uuid, $2::text%s", where);
+    snprintf (list_sql, sizeof list_sql,
+              "SELECT parley_message_json(m, $1::uuid, $2)%s ORDER BY m.seq%s"
+              " LIMIT $%d OFFSET $%d", where,
+              strcmp (ordering, "seq") == 0 ? "" : " DESC", n + 1, n + 2);
+    /* every row of the room, tombstones included, is listed: the room's
+       messages_count is the count (no count(*), which is O(room size)) */
+    long long count = before_p || after_p ? -1 : room.messages_count;
+    return op_list_counted (op, count, count_sql, list_sql, n, params);
 }
 
 /* GET rooms/{id}/events/?after_seq=: the stored room events, oldest first.

@@ -103,6 +103,27 @@ op_query_json (op_t *op, const char *sql, int n, const char *const *params)
 }
 
 int
+op_query_reply (op_t *op, int status, const char *sql, int n, const char *const *params)
+{
+    PGresult *res = op_exec (op, sql, n, params);
+    if (!res)
+        return -1;
+    int found = PQntuples (res) > 0 && !PQgetisnull (res, 0, 0);
+    if (found) {
+        size_t len = (size_t) PQgetlength (res, 0, 0);
+        char *text = malloc (len + 1);
+        if (!text) {
+            PQclear (res);
+            return -1;
+        }
+        memcpy (text, PQgetvalue (res, 0, 0), len + 1);
+        op_reply_text (op, status, text, len);
+    }
+    PQclear (res);
+    return found;
+}
+
+int
 op_query_text (op_t *op, const char *sql, int n, const char *const *params,
                char *out, size_t out_size)
 {
@@ -133,8 +154,19 @@ void
 op_reply (op_t *op, int status, json_t *body)
 {
     json_decref (op->response);
+    free (op->response_text);
+    op->response_text = NULL;
+    op->response_len = 0;
     op->status = status;
     op->response = body;
+}
+
+void
+op_reply_text (op_t *op, int status, char *text, size_t len)
+{
+    op_reply (op, status, NULL);
+    op->response_text = text;
+    op->response_len = text ? len : 0;
 }
 
 void
@@ -463,17 +495,76 @@ op_paginated (op_t *op, long long count, long long limit, long long offset,
                                   "results", results));
 }
 
+/* A page link as JSON text ("null" when there is none); caller frees. */
+static char *
+s_page_link (op_t *op, bool exists, long long page)
+{
+    if (!exists)
+        return strdup ("null");
+    json_t *url = s_page_url (op, page);
+    char *text = json_dumps (url, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_decref (url);
+    return text;
+}
+
+/* Answers 200 with the page {"count", "next", "previous", "results"} as
+   op_paginated does, the results being the rows' column 0 spliced in as
+   PostgreSQL rendered them (JSON text, valid UTF-8): no parse, no dump. */
+static int
+s_paginated_rows (op_t *op, long long count, long long limit, long long offset,
+                  PGresult *res)
+{
+    long long page = offset / limit + 1;
+    char *next = s_page_link (op, offset + limit < count, page + 1);
+    char *previous = s_page_link (op, page > 1, page - 1);
+    int rows = PQntuples (res);
+    size_t size = 96 + (next ? strlen (next) : 0) + (previous ? strlen (previous) : 0);
+    for (int row = 0; row < rows; row++)
+        size += (PQgetisnull (res, row, 0) ? 4 : (size_t) PQgetlength (res, row, 0)) + 1;
+    char *text = next && previous ? malloc (size) : NULL;
+    if (!text) {
+        free (next);
+        free (previous);
+        return -1;
+    }
+    int head = snprintf (text, size, "{\"count\":%lld,\"next\":%s,\"previous\":%s,"
+                         "\"results\":[", count, next, previous);
+    free (next);
+    free (previous);
+    char *at = text + head;
+    for (int row = 0; row < rows; row++) {
+        if (row)
+            *at++ = ',';
+        if (PQgetisnull (res, row, 0)) {
+            memcpy (at, "null", 4);
+            at += 4;
+        }
+        else {
+            size_t len = (size_t) PQgetlength (res, row, 0);
+            memcpy (at, PQgetvalue (res, row, 0), len);
+            at += len;
+        }
+    }
+    *at++ = ']';
+    *at++ = '}';
+    *at = '\0';
+    op_reply_text (op, 200, text, (size_t) (at - text));
+    return 0;
+}
+
 int
-op_list (op_t *op, const char *count_sql, const char *list_sql, int n,
-         const char *const *params)
+op_list_counted (op_t *op, long long count, const char *count_sql, const char *list_sql,
+                 int n, const char *const *params)
 {
     long long limit, offset;
     if (op_page (op, &limit, &offset) != 0)
         return 0;
-    char count_text[32] = "0";
-    if (op_query_text (op, count_sql, n, params, count_text, sizeof count_text) < 0)
-        return -1;
-    long long count = strtoll (count_text, NULL, 10);
+    if (count < 0) {
+        char count_text[32] = "0";
+        if (op_query_text (op, count_sql, n, params, count_text, sizeof count_text) < 0)
+            return -1;
+        count = strtoll (count_text, NULL, 10);
+    }
     if (offset > 0 && offset >= count) {
         op_detail (op, 404, "Invalid page.");
         return 0;
@@ -489,14 +580,16 @@ op_list (op_t *op, const char *count_sql, const char *list_sql, int n,
     PGresult *res = op_exec (op, list_sql, n + 2, all);
     if (!res)
         return -1;
-    json_t *results = json_array ();
-    for (int row = 0; row < PQntuples (res); row++) {
-        json_t *item = json_loads (PQgetvalue (res, row, 0), JSON_DECODE_ANY, NULL);
-        json_array_append_new (results, item ? item : json_null ());
-    }
+    int rc = s_paginated_rows (op, count, limit, offset, res);
     PQclear (res);
-    op_paginated (op, count, limit, offset, results);
-    return 0;
+    return rc;
+}
+
+int
+op_list (op_t *op, const char *count_sql, const char *list_sql, int n,
+         const char *const *params)
+{
+    return op_list_counted (op, -1, count_sql, list_sql, n, params);
 }
 
 /* --- visibility ----------------------------------------------------------- */
@@ -515,10 +608,11 @@ s_access_fill (PGresult *res, op_access_t *out)
     out->role = (op_role_t) atoi (PQgetvalue (res, 0, 0));
     out->archived = strcmp (PQgetvalue (res, 0, 1), "t") == 0;
     snprintf (out->room, sizeof out->room, "%s", PQgetvalue (res, 0, 2));
-    if (PQnfields (res) > 3) {
-        snprintf (out->sender, sizeof out->sender, "%s", PQgetvalue (res, 0, 3));
-        out->deleted = strcmp (PQgetvalue (res, 0, 4), "t") == 0;
-        out->seq = strtoll (PQgetvalue (res, 0, 5), NULL, 10);
+    out->messages_count = strtoll (PQgetvalue (res, 0, 3), NULL, 10);
+    if (PQnfields (res) > 4) {
+        snprintf (out->sender, sizeof out->sender, "%s", PQgetvalue (res, 0, 4));
+        out->deleted = strcmp (PQgetvalue (res, 0, 5), "t") == 0;
+        out->seq = strtoll (PQgetvalue (res, 0, 6), NULL, 10);
     }
 }
 
@@ -528,10 +622,10 @@ op_room_access (op_t *op, const char *room, bool lock, op_access_t *out)
     memset (out, 0, sizeof *out);
     const char *params[] = { room, op->user_id[0] ? op->user_id : NULL };
     PGresult *res = op_exec (op, lock
-        ? "SELECT " S_ROLE_SQL ", r.is_archived, r.id FROM rooms r"
+        ? "SELECT " S_ROLE_SQL ", r.is_archived, r.id, r.messages_count FROM rooms r"
           " LEFT JOIN room_participants p ON p.room_id = r.id AND p.user_id = $2::uuid"
           " WHERE r.id = $1::uuid FOR NO KEY UPDATE OF r"
-        : "SELECT " S_ROLE_SQL ", r.is_archived, r.id FROM rooms r"
+        : "SELECT " S_ROLE_SQL ", r.is_archived, r.id, r.messages_count FROM rooms r"
           " LEFT JOIN room_participants p ON p.room_id = r.id AND p.user_id = $2::uuid"
           " WHERE r.id = $1::uuid", 2, params);
     if (!res)
@@ -553,7 +647,8 @@ op_message_access (op_t *op, const char *message, bool lock, op_access_t *out)
                                 " FOR NO KEY UPDATE", 1, params) < 0)
         return -1;
     PGresult *res = op_exec (op,
-        "SELECT " S_ROLE_SQL ", r.is_archived, m.room_id, m.sender_id, m.is_deleted, m.seq"
+        "SELECT " S_ROLE_SQL ", r.is_archived, m.room_id, r.messages_count,"
+        "       m.sender_id, m.is_deleted, m.seq"
         "  FROM messages m JOIN rooms r ON r.id = m.room_id"
         "  LEFT JOIN room_participants p ON p.room_id = m.room_id AND p.user_id = $2::uuid"
         " WHERE m.id = $1::uuid", 2, params);
