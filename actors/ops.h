@@ -224,6 +224,13 @@ typedef struct {
    Returns 0 (role NONE when invisible or missing), or -1 on a DB failure. */
 int op_room_access (op_t *op, const char *room, bool lock, op_access_t *out);
 
+/* op_room_access with the lock, for a send carrying `client_id` (NULL:
+   none): the same statement also looks up the caller's message with that
+   client_id, copied into `existing` ("" when none; only looked up for a
+   participant). One round trip instead of two. */
+int op_room_access_for_send (op_t *op, const char *room, const char *client_id,
+                             op_access_t *out, char *existing, size_t existing_size);
+
 /* The same for the room of `message` (role NONE when the message is
    missing or invisible), plus its sender, deleted flag and seq. */
 int op_message_access (op_t *op, const char *message, bool lock, op_access_t *out);

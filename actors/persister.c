@@ -258,27 +258,34 @@ s_op_clear (op_t *op)
 }
 
 /* Runs one operation inside the batch's transaction, under the savepoint
-   "op" the caller made. When the operation fails (status >= 400 or a
-   database error) its changes are rolled back to that savepoint, which
-   stays, clean, for the next operation; returns whether the changes stand
-   (the caller then releases the savepoint). A unique violation the
-   operation did not expect (a concurrent writer on another connection
-   committed the same key first: a message's client_id in another room)
-   runs it once more from the savepoint: it now sees the winner's row. */
-static bool
+   "op". The savepoint is clean, or holds the changes of the operations
+   before this one with their release pending (conn.renew_savepoint: the
+   RELEASE SAVEPOINT op and the fresh SAVEPOINT op go with this operation's
+   first statement, in the same round trip — op_exec). When the operation
+   succeeds its changes stand and the renewal is pending again. When it
+   fails (status >= 400 or a database error) its changes are rolled back
+   to the savepoint, which then serves the next operation clean; an
+   operation that failed before any statement changed nothing and leaves
+   the renewal pending. A unique violation the operation did not expect (a
+   concurrent writer on another connection committed the same key first: a
+   message's client_id in another room) runs it once more from the
+   savepoint: it now sees the winner's row. */
+static void
 s_run_op (persister_t *p, op_t *op)
 {
     const op_def_t *def = ops_lookup (op->name);
     if (!def) {
         op_not_found (op);
-        return false;
+        return;
     }
     for (int attempt = 0;; attempt++) {
         int rc = s_authenticate (op, def);
         if (rc == 0 && op->status == 500)
             rc = def->fn (op);
-        if (rc == 0 && op->status < 400)
-            return true;
+        if (rc == 0 && op->status < 400) {
+            p->conn.renew_savepoint = true;
+            return;
+        }
         bool again = rc < 0 && attempt == 0 && strcmp (op_sqlstate (op), "23505") == 0;
         if (rc < 0 && !again) {
             log_error ("persister", "%s failed: %s", op->name, PQerrorMessage (p->conn.pg));
@@ -288,13 +295,15 @@ s_run_op (persister_t *p, op_t *op)
         op->events = NULL;
         json_decref (op->user_events);
         op->user_events = NULL;
+        if (p->conn.renew_savepoint)
+            return;                     /* no statement ran: nothing to undo */
         if (!s_exec_simple (p, "ROLLBACK TO SAVEPOINT op")) {
             if (op->status < 400)
                 op_detail (op, 503, "The database is unavailable; the request was not applied.");
-            return false;
+            return;
         }
         if (!again)
-            return false;
+            return;
         log_info ("persister", "%s: a concurrent writer took the same key; running it again",
                   op->name);
         s_op_clear (op);
@@ -464,23 +473,23 @@ s_handle (actor_t *self, envelope_t **batch, size_t count)
     }
     bool committed = false;
     if (writes) {
-        /* one savepoint per operation; the round trips are shared: BEGIN
+        /* one savepoint per operation, at no round trip of its own: BEGIN
            with the first SAVEPOINT, each RELEASE with the next SAVEPOINT
-           (a rolled-back savepoint serves again), COMMIT with the last */
+           sent with the next operation's first statement (s_run_op), a
+           rolled-back savepoint serving again, COMMIT releasing the last */
         bool in_tx = connected && PQstatus (p->conn.pg) == CONNECTION_OK
                      && s_exec_simple (p, "BEGIN; SAVEPOINT op");
-        bool fresh = true;      /* savepoint "op" holds no changes */
+        p->conn.renew_savepoint = false;
         for (size_t i = 0; i < count; i++) {
             if (!usable[i])
                 continue;
-            if (in_tx && !fresh)
-                fresh = s_exec_simple (p, "RELEASE SAVEPOINT op; SAVEPOINT op");
-            if (in_tx && fresh)
-                fresh = !s_run_op (p, &ops[i]);
+            if (in_tx)
+                s_run_op (p, &ops[i]);
             else
                 op_detail (&ops[i], 503,
                            "The database is unavailable; the request was not applied.");
         }
+        p->conn.renew_savepoint = false;
         committed = in_tx && s_commit (p);
         if (in_tx && !committed)
             log_error (actor_name (self), "COMMIT failed: %s", PQerrorMessage (p->conn.pg));

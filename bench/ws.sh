@@ -27,8 +27,9 @@
 #   BENCH_GATEWAYS=2         parleyd gateway_threads (SO_REUSEPORT)
 #   BENCH_SCENARIOS="idle fanout lat100 lat1000"
 #   BENCH_PEERS="parley ws"  servers to measure
-#   BENCH_PG_PORT=55460 BENCH_REDIS_PORT=56460 BENCH_HTTP_PORT=8460
-#   BENCH_WS_PORT=8461 BENCH_ZMQ_PORT=58460 (and +1)
+#   BENCH_PG_PORT=25460 BENCH_REDIS_PORT=26460 BENCH_HTTP_PORT=8460
+#   BENCH_WS_PORT=8461 BENCH_ZMQ_PORT=28460 (and +1; below the
+#                            ephemeral range that 10 000 client sockets sweep)
 #   BENCH_SKIP_BUILD=1       use what build-bench-ws/ holds
 #   BENCH_PARLEYD=PATH       measure another parleyd binary (e.g. an older build)
 #
@@ -51,11 +52,11 @@ WINDOW=${BENCH_WINDOW:-4}
 GATEWAYS=${BENCH_GATEWAYS:-2}
 SCENARIOS=(${BENCH_SCENARIOS:-idle fanout lat100 lat1000})
 PEERS=(${BENCH_PEERS:-parley ws})
-PG_PORT=${BENCH_PG_PORT:-55460}
-REDIS_PORT=${BENCH_REDIS_PORT:-56460}
+PG_PORT=${BENCH_PG_PORT:-25460}
+REDIS_PORT=${BENCH_REDIS_PORT:-26460}
 HTTP_PORT=${BENCH_HTTP_PORT:-8460}
 WS_PORT=${BENCH_WS_PORT:-8461}
-ZMQ_PORT=${BENCH_ZMQ_PORT:-58460}
+ZMQ_PORT=${BENCH_ZMQ_PORT:-28460}
 PG_BIN=${PARLEY_PG_BIN:-/usr/lib/postgresql/15/bin}
 BUILD_DIR="$ROOT/build-bench-ws"
 VAR="$ROOT/var/bench-ws"
@@ -148,7 +149,7 @@ as_pg "$PG_BIN/initdb" -D "$PG_BASE/data" -U postgres -A trust -E UTF8 --no-loca
 PG_STARTED=1
 as_pg "$PG_BIN/pg_ctl" -D "$PG_BASE/data" -l "$PG_BASE/postgres.log" -w -t 60 \
     -o "-p $PG_PORT -k '$PG_BASE/sock' -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on" \
-    start >/dev/null || { tail -n 20 "$PG_BASE/postgres.log" >&2; die "PostgreSQL did not start"; }
+    start >"$VAR/pg_ctl.log" 2>&1 || { cat "$VAR/pg_ctl.log" >&2; tail -n 20 "$PG_BASE/postgres.log" >&2; die "PostgreSQL did not start"; }
 psql_do () { "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres -d "$1" -c "$2"; }
 psql_do postgres "CREATE ROLE parley LOGIN SUPERUSER" >/dev/null
 psql_do postgres "CREATE DATABASE parley OWNER parley" >/dev/null
@@ -209,6 +210,7 @@ server_url () { [[ "$1" == ws ]] && echo "http://127.0.0.1:$WS_PORT" || echo "$B
 peer_flags () { [[ "$1" == ws ]] && echo "--peer ws" || echo "--prefix bench"; }
 
 # Users for parleyd: 1 000 (register + log in over REST), in one room.
+: >"$VAR/load.log"
 SETUP_T0=$(date +%s.%N)
 "$BUILD_DIR/parley-load" --url "$BASE" --prefix bench --clients "$IDLE_USERS" --rooms 1 \
     --setup-only 2>>"$VAR/load.log" || die "user set-up failed (see $VAR/load.log)"
@@ -305,7 +307,7 @@ if (( ${#RESULTS[@]} )); then
             "$sc" "$pe" "$cl" "$ro" "$se" "$ms" "$dl" "$lo" "$du" "$oo" "$di" "$p50" "$p99" "$mx" "$sc2" "$pg"
     done
     echo
-    echo "msgs/s: parley = acknowledged after COMMIT; ws = the sender got its own broadcast"
+    echo "msgs/s: acks that arrived while sending (parley: after COMMIT; ws: the sender's own copy)"
     echo "deliv/s: message.new received by all clients while sending; latency: send -> delivery"
     echo "cpu%: the server process, pg%: PostgreSQL, over the sending time (100% = one core)"
     echo "messages committed by parleyd in all: $MESSAGES"

@@ -471,19 +471,14 @@ static int
 s_me (op_t *op)
 {
     const char *params[] = { op->user_id };
-    json_t *me = op_query_json (op, "SELECT parley_user_json(u, u.id) FROM users u"
-                                    " WHERE u.id = $1::uuid", 1, params);
-    if (!me)
-        return -1;
-    if (json_is_null (me)) {
+    int rc = op_query_reply (op, 200, "SELECT parley_user_json(u, u.id) FROM users u"
+                                      " WHERE u.id = $1::uuid", 1, params);
+    if (rc == 0) {
         /* a valid token of a user that no longer exists */
-        json_decref (me);
         op_detail (op, 401, "User not found");
         op_header (op, "WWW-Authenticate", "Bearer realm=\"api\"");
-        return 0;
     }
-    op_reply (op, 200, me);
-    return 0;
+    return rc < 0 ? -1 : 0;
 }
 
 /* `?search=` as Django's icontains: a literal substring, so LIKE's own

@@ -456,21 +456,6 @@ s_apply (op_t *op, const char *sql, int n, const char *const *params, int status
     return changed;
 }
 
-/* The caller's message with this client_id: answers 200 with it.
-   1 found (answered), 0 none, -1 failed. */
-static int
-s_find_client_id (op_t *op, const char *client_id)
-{
-    const char *params[] = { op->user_id, client_id };
-    char id[40] = "";
-    int found = op_query_text (op, "SELECT id FROM messages"
-                                   " WHERE sender_id = $1::uuid AND client_id = $2",
-                               2, params, id, sizeof id);
-    if (found <= 0)
-        return found;
-    return s_reply_message (op, 200, id) < 0 ? -1 : 1;
-}
-
 /* --- sending -------------------------------------------------------------- */
 
 /* The message with its seq and message.new event, and the sender's receipt
@@ -521,7 +506,7 @@ s_insert (op_t *op, s_draft_t *d)
 }
 
 /* s_insert, idempotent on (sender, client_id): the caller's message with
-   that client_id was looked up first (s_find_client_id), so the unique
+   that client_id was looked up first (op_room_access_for_send), so the unique
    index can only be raced by a send with the same key committed meanwhile
    on another connection (another room's persister, another node). Then
    the insert fails with 23505 (no savepoint of its own: two round trips
@@ -565,17 +550,16 @@ static int
 s_create_checked (op_t *op, s_draft_t *d)
 {
     op_access_t room;
-    if (op_room_access (op, d->room, true, &room) < 0)
+    char existing[40];
+    if (op_room_access_for_send (op, d->room, d->client_id, &room, existing,
+                                 sizeof existing) < 0)
         return -1;
     if (room.role == OP_ROLE_NONE) {
         op_not_found (op);
         return 0;
     }
-    if (d->client_id && room.role >= OP_ROLE_MEMBER) {
-        int found = s_find_client_id (op, d->client_id);
-        if (found != 0)
-            return found < 0 ? -1 : 0;
-    }
+    if (existing[0])           /* that client_id was sent before: its message */
+        return s_reply_message (op, 200, existing);
     int ok = s_may_post (op, &room, d->type);
     if (ok == 1)
         ok = s_check_reply_to (op, d);
@@ -956,17 +940,16 @@ static int
 s_forward_to (op_t *op, s_draft_t *d)
 {
     op_access_t room;
-    if (op_room_access (op, d->room, true, &room) < 0)
+    char existing[40];
+    if (op_room_access_for_send (op, d->room, d->client_id, &room, existing,
+                                 sizeof existing) < 0)
         return -1;
     if (room.role == OP_ROLE_NONE) {
         op_not_found (op);
         return 0;
     }
-    if (d->client_id && room.role >= OP_ROLE_MEMBER) {
-        int found = s_find_client_id (op, d->client_id);
-        if (found != 0)
-            return found < 0 ? -1 : 0;
-    }
+    if (existing[0])           /* that client_id was sent before: its message */
+        return s_reply_message (op, 200, existing);
     if (s_may_post (op, &room, "text") != 1)
         return 0;
     char type[16], attachment[40];

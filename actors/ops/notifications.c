@@ -89,16 +89,10 @@ static int
 s_one (op_t *op, const char *sql)
 {
     const char *params[] = { op_param (op, "id"), op->user_id };
-    json_t *notification = op_query_json (op, sql, 2, params);
-    if (!notification)
-        return -1;
-    if (json_is_null (notification)) {
-        json_decref (notification);
+    int rc = op_query_reply (op, 200, sql, 2, params);   /* the text as it is */
+    if (rc == 0)
         op_not_found (op);
-        return 0;
-    }
-    op_reply (op, 200, notification);
-    return 0;
+    return rc < 0 ? -1 : 0;
 }
 
 /* GET notifications/{id}/ */

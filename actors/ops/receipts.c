@@ -92,11 +92,10 @@ static int
 s_reply_json (op_t *op, int status, const char *sql, const char *id)
 {
     const char *params[] = { id };
-    json_t *value = op_query_json (op, sql, 1, params);
-    if (!value)
-        return -1;
-    op_reply (op, status, value);
-    return 0;
+    int rc = op_query_reply (op, status, sql, 1, params);   /* the text as it is */
+    if (rc == 0)
+        op_reply (op, status, json_null ());
+    return rc < 0 ? -1 : 0;
 }
 
 /* A list's conditions (WHERE text) and parameters; $1 is the caller. */

@@ -26,7 +26,20 @@ op_conn_reset (op_conn_t *self)
     if (self->pg)
         PQfinish (self->pg);
     self->pg = NULL;
+    self->renew_savepoint = false;
     zhashx_purge (self->statements);
+}
+
+bool
+op_conn_renew_savepoint (op_conn_t *self)
+{
+    if (!self->renew_savepoint)
+        return true;
+    self->renew_savepoint = false;
+    PGresult *res = PQexec (self->pg, "RELEASE SAVEPOINT op; SAVEPOINT op");
+    bool ok = PQresultStatus (res) == PGRES_COMMAND_OK;
+    PQclear (res);
+    return ok;
 }
 
 void
@@ -47,12 +60,89 @@ s_note_error (op_t *op, PGresult *res)
                    res ? PQresultErrorMessage (res) : PQerrorMessage (op->conn->pg));
 }
 
+/* The name of `sql` (no parameters) prepared on the connection, preparing
+   it now if need be; NULL when that failed. */
+static const char *
+s_prepared (op_conn_t *c, const char *sql)
+{
+    const char *name = zhashx_lookup (c->statements, sql);
+    if (name)
+        return name;
+    char fresh[32];
+    snprintf (fresh, sizeof fresh, "s%d", c->next_statement++);
+    PGresult *res = PQprepare (c->pg, fresh, sql, 0, NULL);
+    bool ok = PQresultStatus (res) == PGRES_COMMAND_OK;
+    PQclear (res);
+    if (!ok)
+        return NULL;
+    zhashx_insert (c->statements, sql, strdup (fresh));
+    return zhashx_lookup (c->statements, sql);
+}
+
+/* The pending savepoint renewal and the prepared statement `name` in one
+   round trip (pipeline mode): RELEASE SAVEPOINT op, SAVEPOINT op, the
+   statement, one sync. The statement's result, or NULL when anything
+   failed (then a following statement is not run: the pipeline aborts). */
+static PGresult *
+s_exec_renewing (op_t *op, const char *name, int n, const char *const *params)
+{
+    op_conn_t *c = op->conn;
+    PGconn *pg = c->pg;
+    const char *release = s_prepared (c, "RELEASE SAVEPOINT op");
+    const char *savepoint = s_prepared (c, "SAVEPOINT op");
+    if (!release || !savepoint || !PQenterPipelineMode (pg)) {
+        if (!op_conn_renew_savepoint (c))
+            return NULL;
+        return PQexecPrepared (pg, name, n, params, NULL, NULL, 0);
+    }
+    c->renew_savepoint = false;
+    bool sent = PQsendQueryPrepared (pg, release, 0, NULL, NULL, NULL, 0)
+                && PQsendQueryPrepared (pg, savepoint, 0, NULL, NULL, NULL, 0)
+                && PQsendQueryPrepared (pg, name, n, params, NULL, NULL, 0)
+                && PQpipelineSync (pg);
+    PGresult *out = NULL;
+    bool ok = sent;
+    /* three statements, each ending with a NULL, then the sync */
+    for (int query = 0; sent && query < 3; query++) {
+        PGresult *res;
+        while ((res = PQgetResult (pg)) != NULL) {
+            ExecStatusType st = PQresultStatus (res);
+            if (query == 2 && !out)
+                out = res;                      /* the statement's result */
+            else
+                PQclear (res);
+            if (query < 2 && st != PGRES_COMMAND_OK)
+                ok = false;
+        }
+    }
+    if (sent) {
+        PGresult *res;
+        while ((res = PQgetResult (pg)) != NULL) {   /* PGRES_PIPELINE_SYNC */
+            bool sync = PQresultStatus (res) == PGRES_PIPELINE_SYNC;
+            PQclear (res);
+            if (sync)
+                break;
+        }
+    }
+    if (!PQexitPipelineMode (pg))     /* results left unread: the connection broke */
+        log_error ("persister", "%s: %s", op->name, PQerrorMessage (pg));
+    if (!ok && out && PQresultStatus (out) != PGRES_FATAL_ERROR) {
+        PQclear (out);        /* aborted behind a failed RELEASE/SAVEPOINT */
+        out = NULL;
+    }
+    return out;
+}
+
 PGresult *
 op_exec (op_t *op, const char *sql, int n, const char *const *params)
 {
     op_conn_t *c = op->conn;
     c->sqlstate[0] = '\0';
     const char *name = zhashx_lookup (c->statements, sql);
+    if (!name && !op_conn_renew_savepoint (c)) {   /* first use: prepare it first */
+        s_note_error (op, NULL);
+        return NULL;
+    }
     if (!name) {
         char fresh[32];
         snprintf (fresh, sizeof fresh, "s%d", c->next_statement++);
@@ -66,7 +156,8 @@ op_exec (op_t *op, const char *sql, int n, const char *const *params)
         zhashx_insert (c->statements, sql, strdup (fresh));
         name = zhashx_lookup (c->statements, sql);
     }
-    PGresult *res = PQexecPrepared (c->pg, name, n, params, NULL, NULL, 0);
+    PGresult *res = c->renew_savepoint ? s_exec_renewing (op, name, n, params)
+                                       : PQexecPrepared (c->pg, name, n, params, NULL, NULL, 0);
     ExecStatusType st = PQresultStatus (res);
     if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
         s_note_error (op, res);
@@ -609,7 +700,7 @@ s_access_fill (PGresult *res, op_access_t *out)
     out->archived = strcmp (PQgetvalue (res, 0, 1), "t") == 0;
     snprintf (out->room, sizeof out->room, "%s", PQgetvalue (res, 0, 2));
     out->messages_count = strtoll (PQgetvalue (res, 0, 3), NULL, 10);
-    if (PQnfields (res) > 4) {
+    if (PQnfields (res) > 5) {
         snprintf (out->sender, sizeof out->sender, "%s", PQgetvalue (res, 0, 4));
         out->deleted = strcmp (PQgetvalue (res, 0, 5), "t") == 0;
         out->seq = strtoll (PQgetvalue (res, 0, 6), NULL, 10);
@@ -631,6 +722,31 @@ op_room_access (op_t *op, const char *room, bool lock, op_access_t *out)
     if (!res)
         return -1;
     s_access_fill (res, out);
+    PQclear (res);
+    return 0;
+}
+
+int
+op_room_access_for_send (op_t *op, const char *room, const char *client_id,
+                         op_access_t *out, char *existing, size_t existing_size)
+{
+    memset (out, 0, sizeof *out);
+    existing[0] = '\0';
+    if (!client_id)
+        return op_room_access (op, room, true, out);
+    const char *params[] = { room, op->user_id[0] ? op->user_id : NULL, client_id };
+    PGresult *res = op_exec (op,
+        "SELECT " S_ROLE_SQL ", r.is_archived, r.id, r.messages_count,"
+        "       CASE WHEN p.user_id IS NOT NULL THEN (SELECT m.id FROM messages m"
+        "             WHERE m.sender_id = $2::uuid AND m.client_id = $3) END"
+        "  FROM rooms r"
+        "  LEFT JOIN room_participants p ON p.room_id = r.id AND p.user_id = $2::uuid"
+        " WHERE r.id = $1::uuid FOR NO KEY UPDATE OF r", 3, params);
+    if (!res)
+        return -1;
+    s_access_fill (res, out);
+    if (PQntuples (res) == 1 && !PQgetisnull (res, 0, 4))
+        snprintf (existing, existing_size, "%s", PQgetvalue (res, 0, 4));
     PQclear (res);
     return 0;
 }

@@ -396,6 +396,41 @@ def test_fifty_concurrent_sends_get_gapless_seqs(server, alice, bob, carol):
                             " WHERE m.room_id = %s AND m.seq > %s", room["id"], k) == "50"
 
 
+def test_concurrent_mix_of_failing_and_succeeding_sends(server, alice, bob):
+    """Sends that fail after touching the database (400/403 past the room
+    lock) batched with sends that succeed: each failure undoes only itself
+    (its savepoint), every 201 is committed once, seqs stay gapless."""
+    room = group(alice, bob)
+    elsewhere = send(alice, group(alice, bob), "in another room")
+    count_before = get_room(alice, room)["messages_count"]
+    seq_before = last_seq(server, room)
+
+    def post(i):
+        kind = i % 4
+        if kind == 1:       # 400 after the lock and a lookup
+            body = {"reply_to": elsewhere["id"]}
+        elif kind == 3:     # 403 after the lock: system by a non-admin
+            body = {"message_type": "system"}
+        else:
+            body = {"client_id": f"mix-{i}"} if kind == 2 else {}
+        return i, bob.post(MESSAGES, json={"room": room["id"], "content": f"n{i}", **body})
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
+        answers = list(pool.map(post, range(48)))
+    for i, r in answers:
+        assert r.status_code == {0: 201, 1: 400, 2: 201, 3: 403}[i % 4], (i, r.text)
+    created = [r.json() for i, r in answers if r.status_code == 201]
+    assert len(created) == 24
+    info = get_room(alice, room)
+    assert info["messages_count"] == count_before + 24 == message_count(server, room)
+    seqs = sorted(m["seq"] for m in created)
+    assert last_seq(server, room) == seq_before + 24 and seqs[-1] == seq_before + 24
+    assert seqs == list(range(seq_before + 1, seq_before + 25))
+    listed = {m["content"] for m in results(alice, room=room["id"])}
+    assert listed >= {m["content"] for m in created}
+    assert not any(f"n{i}" in listed for i, _ in answers if i % 2)
+
+
 # ---------------------------------------------------------------- mentions --
 
 def test_mentions(server, alice, bob, carol):

@@ -12,6 +12,7 @@ tools/parley-assistant streams deltas, then the final message.
 import json
 import os
 import queue
+import select
 import subprocess
 import threading
 import time
@@ -710,8 +711,19 @@ def test_ai_room_conversation_with_the_sample_assistant(server, alice):
         await a.close()
         return final, question
 
+    printed = []
     try:
         final, question = run(go())
+        # the assistant prints its answer when the inject acknowledges it,
+        # which may come after the message reached the WebSocket: wait for
+        # that line before stopping it
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not any(final["id"] in x for x in printed):
+            if select.select([proc.stdout], [], [], 0.2)[0]:
+                line = proc.stdout.readline()
+                if not line:
+                    break
+                printed.append(line)
     finally:
         proc.terminate()
         proc.wait(10)
@@ -725,6 +737,6 @@ def test_ai_room_conversation_with_the_sample_assistant(server, alice):
     assert ai[0]["type"] == "message.new"
     watcher.close()
     # the assistant printed its answer
-    out = [json.loads(x) for x in proc.stdout.read().splitlines()]
+    out = [json.loads(x) for x in printed + proc.stdout.read().splitlines()]
     assert {"room": room, "message": question, "reply": final["id"],
             "stream_id": final["stream_id"], "deltas": 3} in out

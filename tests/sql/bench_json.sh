@@ -14,6 +14,10 @@
 # per database (SCALE_PCT scales the counts), alternating before/after.
 # Prints the backend's CPU time per run (µs), the ratio, and pgbench's wall
 # latency (ms; noisier on a shared machine).
+# First it runs tests/sql/bench_json_compare.sql in both databases (every
+# message, room, user, ... for every viewer; events, notifications and
+# group-commit events of a few writes) and fails unless the outputs are
+# identical.
 #   list50   GET rooms/<id>/messages/?page_size=50: parley_message_json x 50
 #            (a room with replies, reactions, an attachment, a location)
 #   list50plain  the same in a room of 60 plain messages (bench/rest.sh's list)
@@ -60,6 +64,19 @@ for db in before after; do
 done
 
 BASE='http://127.0.0.1:8470'
+
+# Same output: both databases hold the same rows (bench_json_data.sql is
+# deterministic), so every rendering must be the same, byte for byte.
+for db in before after; do
+    psql -X -q -d "$db" -f "$here/bench_json_compare.sql" >"$cluster/$db.out"
+done
+if ! cmp -s "$cluster/before.out" "$cluster/after.out"; then
+    diff "$cluster/before.out" "$cluster/after.out" | head -n 20 >&2
+    echo "bench_json: the renderings DIFFER before/after (above)" >&2
+    exit 1
+fi
+echo "same output: $(wc -l <"$cluster/after.out") renderings identical before/after" \
+     "(tests/sql/bench_json_compare.sql)"
 
 s="$cluster/scripts"; mkdir -p "$s"
 cat >"$s/list50.sql" <<'EOF'
@@ -141,13 +158,13 @@ run () {  # db test count -> "cpu_us_per_run wall_ms_per_run"
     echo "$wall"
 }
 
-printf '%-8s %7s %13s %13s %8s   %s\n' test runs "before µs" "after µs" after/before \
+printf '%-12s %6s %10s %10s %8s   %s\n' test runs "before µs" "after µs" after/before \
     "(backend CPU per run; wall ms before/after)"
 for spec in list50:1000 list50plain:1000 post:3000 pin:3000 react:5000 rooms:1000 \
             user:2000 misc:5000; do
     t=${spec%%:*} count=$(( ${spec#*:} * SCALE_PCT / 100 ))
     read -r bc bw < <(run before "$t" "$count")
     read -r ac aw < <(run after "$t" "$count")
-    printf '%-8s %7d %13s %13s %8.2f   %s / %s\n' "$t" "$count" "$bc" "$ac" \
+    printf '%-12s %6d %10s %10s %8.2f   %s / %s\n' "$t" "$count" "$bc" "$ac" \
         "$(echo "$ac / $bc" | bc -l)" "$bw" "$aw"
 done
