@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # tests/sql/bench_json.sh — how much PostgreSQL CPU the JSON rendering and
-# event functions cost (a micro-benchmark: prints figures, asserts nothing).
+# event functions cost (a micro-benchmark: prints figures; the one thing it
+# checks is that both schemas render the same).
 #
 #   tests/sql/bench_json.sh [SCALE_PCT]
 #
@@ -28,9 +29,8 @@
 #   react    reaction.added: INSERT + parley_reaction_event + parley_reaction_json
 #            (rolled back)
 #   rooms    parley_room_json of 3 rooms (last_message, unread_count)
-#   user     parley_user_json (self)
-#   misc     parley_presence_json x 10, parley_notification_json, parley_read_json
-#            x 10
+#   user     parley_user_json (self; ~3 300 messages sent once post has run)
+#   misc     parley_presence_json x 10, parley_read_json x 10, parley_ts x 2
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
