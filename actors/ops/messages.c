@@ -545,22 +545,34 @@ s_may_post (op_t *op, const op_access_t *room, const char *type)
     return 1;
 }
 
-/* The checks and the send that follow a valid body. */
+/* Locks the room a send goes to and answers what ends the send early: 404
+   for a room the caller cannot see, or the first message of a client_id
+   sent before. Returns 1 to go on, 0 when answered, -1 on failure. */
 static int
-s_create_checked (op_t *op, s_draft_t *d)
+s_send_target (op_t *op, s_draft_t *d, op_access_t *room)
 {
-    op_access_t room;
     char existing[40];
-    if (op_room_access_for_send (op, d->room, d->client_id, &room, existing,
+    if (op_room_access_for_send (op, d->room, d->client_id, room, existing,
                                  sizeof existing) < 0)
         return -1;
-    if (room.role == OP_ROLE_NONE) {
+    if (room->role == OP_ROLE_NONE) {
         op_not_found (op);
         return 0;
     }
     if (existing[0])           /* that client_id was sent before: its message */
         return s_reply_message (op, 200, existing);
-    int ok = s_may_post (op, &room, d->type);
+    return 1;
+}
+
+/* The checks and the send that follow a valid body. */
+static int
+s_create_checked (op_t *op, s_draft_t *d)
+{
+    op_access_t room;
+    int ok = s_send_target (op, d, &room);
+    if (ok != 1)
+        return ok;
+    ok = s_may_post (op, &room, d->type);
     if (ok == 1)
         ok = s_check_reply_to (op, d);
     if (ok == 1)
@@ -940,16 +952,9 @@ static int
 s_forward_to (op_t *op, s_draft_t *d)
 {
     op_access_t room;
-    char existing[40];
-    if (op_room_access_for_send (op, d->room, d->client_id, &room, existing,
-                                 sizeof existing) < 0)
-        return -1;
-    if (room.role == OP_ROLE_NONE) {
-        op_not_found (op);
-        return 0;
-    }
-    if (existing[0])           /* that client_id was sent before: its message */
-        return s_reply_message (op, 200, existing);
+    int ok = s_send_target (op, d, &room);
+    if (ok != 1)
+        return ok;
     if (s_may_post (op, &room, "text") != 1)
         return 0;
     char type[16], attachment[40];
