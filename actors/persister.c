@@ -8,6 +8,9 @@
 
 #define PERSISTER_PROBE_MS 1000
 
+static const char s_unavailable[] =
+    "The database is unavailable; the request was not applied.";
+
 typedef struct {
     op_conn_t conn;
     bool healthy;              /* last probe or batch succeeded */
@@ -239,7 +242,7 @@ s_run_read (persister_t *p, op_t *op, const op_def_t *def)
         rc = def->fn (op);
     if (rc < 0) {
         log_error ("persister", "%s failed: %s", op->name, PQerrorMessage (p->conn.pg));
-        op_detail (op, 503, "The database is unavailable; the request was not applied.");
+        op_detail (op, 503, s_unavailable);
     }
 }
 
@@ -289,7 +292,7 @@ s_run_op (persister_t *p, op_t *op)
         bool again = rc < 0 && attempt == 0 && strcmp (op_sqlstate (op), "23505") == 0;
         if (rc < 0 && !again) {
             log_error ("persister", "%s failed: %s", op->name, PQerrorMessage (p->conn.pg));
-            op_detail (op, 503, "The database is unavailable; the request was not applied.");
+            op_detail (op, 503, s_unavailable);
         }
         json_decref (op->events);
         op->events = NULL;
@@ -299,7 +302,7 @@ s_run_op (persister_t *p, op_t *op)
             return;                     /* no statement ran: nothing to undo */
         if (!s_exec_simple (p, "ROLLBACK TO SAVEPOINT op")) {
             if (op->status < 400)
-                op_detail (op, 503, "The database is unavailable; the request was not applied.");
+                op_detail (op, 503, s_unavailable);
             return;
         }
         if (!again)
@@ -442,6 +445,43 @@ s_forward_to_owner (actor_t *self, persister_t *p, envelope_t *env)
     return false;
 }
 
+/* Runs a batch's writes in one transaction, one savepoint per operation at
+   no round trip of its own (BEGIN with the first SAVEPOINT, each RELEASE
+   with the next SAVEPOINT sent with the next operation's first statement,
+   a rolled-back savepoint serving again, COMMIT releasing the last); then,
+   only after COMMIT, sends their events and answers. */
+static void
+s_commit_writes (actor_t *self, persister_t *p, envelope_t **batch, op_t *ops,
+                 const bool *usable, size_t count, bool connected)
+{
+    bool in_tx = connected && PQstatus (p->conn.pg) == CONNECTION_OK
+                 && s_exec_simple (p, "BEGIN; SAVEPOINT op");
+    p->conn.renew_savepoint = false;
+    for (size_t i = 0; i < count; i++) {
+        if (!usable[i])
+            continue;
+        if (in_tx)
+            s_run_op (p, &ops[i]);
+        else
+            op_detail (&ops[i], 503, s_unavailable);
+    }
+    p->conn.renew_savepoint = false;
+    bool committed = in_tx && s_commit (p);
+    if (in_tx && !committed)
+        log_error (actor_name (self), "COMMIT failed: %s", PQerrorMessage (p->conn.pg));
+    for (size_t i = 0; i < count; i++) {
+        if (!usable[i])
+            continue;
+        if (!committed && ops[i].status < 400)
+            op_detail (&ops[i], 503, s_unavailable);
+        if (committed)
+            s_send_events (self, &ops[i]);
+        s_send_response (self, batch[i], &ops[i]);
+        s_op_free (&ops[i]);
+    }
+    actor_figure_add (self, "batches", 1);
+}
+
 static void
 s_handle (actor_t *self, envelope_t **batch, size_t count)
 {
@@ -466,46 +506,13 @@ s_handle (actor_t *self, envelope_t **batch, size_t count)
         if (connected)
             s_run_read (p, &ops[i], def);
         else
-            op_detail (&ops[i], 503, "The database is unavailable; the request was not applied.");
+            op_detail (&ops[i], 503, s_unavailable);
         s_send_response (self, batch[i], &ops[i]);
         s_op_free (&ops[i]);
         usable[i] = false;
     }
-    bool committed = false;
-    if (writes) {
-        /* one savepoint per operation, at no round trip of its own: BEGIN
-           with the first SAVEPOINT, each RELEASE with the next SAVEPOINT
-           sent with the next operation's first statement (s_run_op), a
-           rolled-back savepoint serving again, COMMIT releasing the last */
-        bool in_tx = connected && PQstatus (p->conn.pg) == CONNECTION_OK
-                     && s_exec_simple (p, "BEGIN; SAVEPOINT op");
-        p->conn.renew_savepoint = false;
-        for (size_t i = 0; i < count; i++) {
-            if (!usable[i])
-                continue;
-            if (in_tx)
-                s_run_op (p, &ops[i]);
-            else
-                op_detail (&ops[i], 503,
-                           "The database is unavailable; the request was not applied.");
-        }
-        p->conn.renew_savepoint = false;
-        committed = in_tx && s_commit (p);
-        if (in_tx && !committed)
-            log_error (actor_name (self), "COMMIT failed: %s", PQerrorMessage (p->conn.pg));
-        for (size_t i = 0; i < count; i++) {
-            if (!usable[i])
-                continue;
-            if (!committed && ops[i].status < 400)
-                op_detail (&ops[i], 503,
-                           "The database is unavailable; the request was not applied.");
-            if (committed)
-                s_send_events (self, &ops[i]);
-            s_send_response (self, batch[i], &ops[i]);
-            s_op_free (&ops[i]);
-        }
-        actor_figure_add (self, "batches", 1);
-    }
+    if (writes)
+        s_commit_writes (self, p, batch, ops, usable, count, connected);
     if (p->conn.pg && PQstatus (p->conn.pg) != CONNECTION_OK) {
         op_conn_reset (&p->conn);
         s_report_health (self, p, false, "connection lost");
