@@ -884,6 +884,23 @@ def sql(server):
     return server.sql
 
 
+# Three fresh, logged-in users per test (a module may override them, e.g.
+# with scope="module").
+@pytest.fixture
+def alice(server):
+    return server.user()
+
+
+@pytest.fixture
+def bob(server):
+    return server.user()
+
+
+@pytest.fixture
+def carol(server):
+    return server.user()
+
+
 @pytest.fixture(name="wait_until")
 def wait_until_fixture():
     return wait_until

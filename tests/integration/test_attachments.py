@@ -15,7 +15,6 @@ import os
 import re
 import socket
 import struct
-import time
 import uuid
 import zlib
 

@@ -10,7 +10,6 @@ Rooms are made through POST /api/messaging/rooms/, users through
 import concurrent.futures
 import uuid
 
-import pytest
 
 ROOMS = "/api/messaging/rooms/"
 MESSAGES = "/api/messaging/messages/"
@@ -117,21 +116,6 @@ def add_attachment(server, user, mime="image/png", name="a.png"):
     return server.sql_value(
         "INSERT INTO attachments (uploader_id, name, mime, size, storage_path)"
         " VALUES (%s, %s, %s, 10, '/nonexistent') RETURNING id", user.id, name, mime)
-
-
-@pytest.fixture
-def alice(server):
-    return server.user()
-
-
-@pytest.fixture
-def bob(server):
-    return server.user()
-
-
-@pytest.fixture
-def carol(server):
-    return server.user()
 
 
 # ------------------------------------------------------------------ create --

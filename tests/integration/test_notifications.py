@@ -51,21 +51,6 @@ def settings(user, **fields):
     return r.json()
 
 
-@pytest.fixture
-def alice(server):
-    return server.user()
-
-
-@pytest.fixture
-def bob(server):
-    return server.user()
-
-
-@pytest.fixture
-def carol(server):
-    return server.user()
-
-
 class Events:
     """A SUB client of the events socket (API.md §4)."""
 

@@ -27,16 +27,6 @@ def record_of(user):
     return r.json()
 
 
-@pytest.fixture
-def alice(server):
-    return server.user()
-
-
-@pytest.fixture
-def bob(server):
-    return server.user()
-
-
 # --- the caller's record --------------------------------------------------------
 
 def test_every_user_has_an_offline_record_from_registration(alice):

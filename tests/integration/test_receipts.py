@@ -6,7 +6,6 @@ messages from two users' points of view, emoji validation, room events.
 
 import uuid
 
-import pytest
 
 ROOMS = "/api/messaging/rooms/"
 MESSAGES = "/api/messaging/messages/"
@@ -102,21 +101,6 @@ def assert_not_found(r):
 def assert_forbidden(r):
     assert r.status_code == 403, r.text
     assert "detail" in r.json()
-
-
-@pytest.fixture
-def alice(server):
-    return server.user()
-
-
-@pytest.fixture
-def bob(server):
-    return server.user()
-
-
-@pytest.fixture
-def carol(server):
-    return server.user()
 
 
 # ------------------------------------------------------------------- reads --

@@ -8,7 +8,6 @@ uploads exist, hundreds of rooms) are written with SQL.
 
 import uuid
 
-import pytest
 
 ROOMS = "/api/messaging/rooms/"
 MESSAGES = "/api/messaging/messages/"
@@ -73,21 +72,6 @@ def assert_not_found(r):
 def assert_forbidden(r):
     assert r.status_code == 403, r.text
     assert "detail" in r.json()
-
-
-@pytest.fixture
-def alice(server):
-    return server.user()
-
-
-@pytest.fixture
-def bob(server):
-    return server.user()
-
-
-@pytest.fixture
-def carol(server):
-    return server.user()
 
 
 # ------------------------------------------------------------------ create --

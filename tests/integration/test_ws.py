@@ -76,21 +76,6 @@ def assert_contiguous(client, room, first, last):
         f"{client.name}: room events {got[:20]}...{got[-20:]} (want {first}..{last})"
 
 
-@pytest.fixture
-def alice(server):
-    return server.user()
-
-
-@pytest.fixture
-def bob(server):
-    return server.user()
-
-
-@pytest.fixture
-def carol(server):
-    return server.user()
-
-
 # ----------------------------------------------------------- authentication --
 
 def test_query_token_authenticates_and_ready_names_the_user(server, alice):

@@ -11,7 +11,6 @@ module quick; the server's timers tick every 250 ms.
 import time
 import uuid
 
-import pytest
 
 from wsclient import WSClient, run
 
@@ -54,21 +53,6 @@ def rest_presence(viewer, user):
     items = body["results"] if isinstance(body, dict) else body
     assert len(items) == 1, items
     return items[0]
-
-
-@pytest.fixture
-def alice(server):
-    return server.user()
-
-
-@pytest.fixture
-def bob(server):
-    return server.user()
-
-
-@pytest.fixture
-def carol(server):
-    return server.user()
 
 
 # ------------------------------------------------------------------- typing --

@@ -22,7 +22,6 @@ import msgpack
 import pytest
 import zmq
 
-from conftest import wait_until
 from wsclient import WSClient, run
 
 ROOMS = "/api/messaging/rooms/"
@@ -160,16 +159,6 @@ def group(owner, *others, **body):
 
 def last_seq(server, room):
     return int(server.sql_value("SELECT last_seq FROM rooms WHERE id = %s", room))
-
-
-@pytest.fixture
-def alice(server):
-    return server.user()
-
-
-@pytest.fixture
-def bob(server):
-    return server.user()
 
 
 @pytest.fixture
